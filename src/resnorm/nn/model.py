@@ -1,0 +1,220 @@
+"""The transformer: embeddings, one or two stacks of layers wired by a topology, and a head.
+
+Module names are stable, since diagnostics and checkpoints key on them::
+
+    embed.tok, embed.pos                              token / learned position tables
+    decoder.layers.3.attn, .cross, .mlp               sublayers (encoder.* likewise)
+    decoder.layers.3.norm_attn, ...                   whatever the topology declares
+    decoder.layers.3.tap_attn, ...                    identity hook points: the stream after it
+    decoder.final_norm, decoder.embed_norm            when the topology has them
+    lm_head
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from resnorm.errors import ConfigError
+from resnorm.nn.config import ModelConfig
+from resnorm.nn.context import Context
+from resnorm.nn.init import init_model
+from resnorm.nn.positional import Rotary
+from resnorm.nn.topologies import TOPOLOGIES, StackSpec, Topology
+
+
+class Tap(nn.Identity):
+    """Hook point: its input is the residual stream right after one sublayer's update."""
+
+
+class Layer(nn.Module):
+    """One layer: self-attention, cross-attention (decoder of an encoder-decoder), feed-forward,
+    plus the norms and scales its topology declares."""
+
+    def __init__(self, cfg: ModelConfig, spec: StackSpec, index: int, topology: Topology):
+        super().__init__()
+        self.index, self.sublayers = index, spec.sublayers
+        local = cfg.sliding_window is not None and index % cfg.sliding_window_pattern == 0
+        self.attn = topology.make_attention(index, cross=False, local=local)
+        if spec.cross:
+            self.cross = topology.make_attention(index, cross=True, local=False)
+        self.mlp = topology.make_mlp(index)
+        self.drop = nn.Dropout(cfg.dropout)
+        for s in self.sublayers:
+            self.add_module(f"tap_{s}", Tap())
+        topology.setup_layer(self)
+
+    def branch(self, s: str, ctx: Context) -> Callable[[Tensor], Tensor]:
+        """``F``: sublayer ``s`` as a function of its input, with residual dropout."""
+        module = getattr(self, s)
+        if s == "mlp":
+            return lambda h: self.drop(module(h))
+        return lambda h: self.drop(module(h, ctx))
+
+    def tap(self, s: str) -> nn.Module:
+        return getattr(self, f"tap_{s}")  # type: ignore[no-any-return]
+
+    def norm(self, s: str) -> nn.Module:
+        """The topology's norm called ``norm_{s}`` (a convention most topologies follow)."""
+        return getattr(self, f"norm_{s}")  # type: ignore[no-any-return]
+
+
+class Stack(nn.Module):
+    """The layers of an encoder or decoder, with the embedding norm and final norm if any."""
+
+    def __init__(self, cfg: ModelConfig, spec: StackSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.topology = TOPOLOGIES.get(cfg.topology, "model.topology")(cfg, spec)
+        wants_embed_norm = cfg.embed_norm if cfg.embed_norm is not None else self.topology.embed_norm
+        self.embed_norm = self.topology.norm() if wants_embed_norm else None
+        self.layers = nn.ModuleList(Layer(cfg, spec, i, self.topology) for i in range(spec.n_layers))
+        self.final_norm = self.topology.norm() if self.topology.final_norm else None
+        self.topology.setup_stack(self)
+
+    def forward(self, x: Tensor, ctx: Context) -> Tensor:
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        x = self.topology.trunk(self, x, ctx)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+
+class Embeddings(nn.Module):
+    """Token embeddings (times sqrt(d) if ``embed_scale``) plus learned positions, or RoPE."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.max_seq_len = cfg.max_seq_len
+        self.scale = math.sqrt(cfg.d_model) if cfg.embed_scale else None
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positional == "learned" else None
+        self.rotary = (
+            Rotary(cfg.head_dim_, cfg.max_seq_len, cfg.rope_theta) if cfg.positional == "rope" else None
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        t = ids.shape[1]
+        if t > self.max_seq_len and self.pos is not None:
+            raise ConfigError(
+                "input_ids", f"sequence length {t} exceeds model.max_seq_len={self.max_seq_len}"
+            )
+        x = self.tok(ids)
+        if self.scale is not None:
+            x = x * torch.tensor(self.scale, dtype=x.dtype)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(t, device=ids.device))
+        return self.drop(x)  # type: ignore[no-any-return]
+
+
+class Transformer(nn.Module):
+    """A decoder, encoder or encoder-decoder transformer whose residual topology is ``cfg.topology``.
+
+    ``forward`` returns logits (B, T, vocab); ``hidden`` the last stack's output before the head.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_enc = cfg.n_layers if cfg.kind != "decoder" else 0
+        n_dec = {"decoder": cfg.n_layers, "encoder": 0}.get(
+            cfg.kind, cfg.n_decoder_layers or cfg.n_layers
+        )
+
+        def spec(role: str, n: int, cross: bool, causal: bool) -> StackSpec:
+            return StackSpec(role, cfg.kind, n, n_enc, n_dec, cross, causal)
+
+        self.embed = Embeddings(cfg)
+        if n_enc:
+            self.encoder = Stack(cfg, spec("encoder", n_enc, cross=False, causal=False))
+        if n_dec:
+            cross = cfg.kind == "encoder_decoder"
+            self.decoder = Stack(cfg, spec("decoder", n_dec, cross=cross, causal=True))
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.tok.weight
+        init_model(self)
+
+    @property
+    def output_stack(self) -> Stack:
+        return self.encoder if self.cfg.kind == "encoder" else self.decoder
+
+    def stacks(self) -> Iterator[Stack]:
+        for role in ("encoder", "decoder"):
+            if hasattr(self, role):
+                yield getattr(self, role)
+
+    def context(self, ids: Tensor, causal: bool, padding: Tensor | None) -> Context:
+        """Masks and rotary angles for one stack's self-attention over ``ids``."""
+        t, device = ids.shape[1], ids.device
+        keep = padding.bool()[:, None, None, :] if padding is not None else None  # (B, 1, 1, T)
+        mask = keep
+        pos = torch.arange(t, device=device)
+        if causal and keep is not None:
+            mask = keep & (pos[:, None] >= pos[None, :])
+        ctx = Context(mask=mask, causal=causal)
+        if self.cfg.sliding_window is not None:
+            distance = pos[:, None] - pos[None, :]
+            near = (distance >= 0) if causal else torch.ones_like(distance, dtype=torch.bool)
+            near = near & (distance.abs() < self.cfg.sliding_window)
+            ctx.local_mask = near[None, None] if keep is None else near & keep
+        if self.embed.rotary is not None:
+            ctx.rope = self.embed.rotary(t)
+        return ctx
+
+    def hidden(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        decoder_input_ids: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The last stack's output (B, T, d_model) before the head.
+
+        Args:
+            input_ids: (B, T) tokens of the decoder (``decoder``), the encoder (``encoder``,
+                ``encoder_decoder``).
+            attention_mask: (B, T) 1 for real tokens, 0 for padding, over ``input_ids``.
+            decoder_input_ids: (B, T') decoder tokens of an ``encoder_decoder`` model.
+            decoder_attention_mask: (B, T') padding mask over ``decoder_input_ids``.
+        """
+        kind = self.cfg.kind
+        if kind == "decoder":
+            return self.decoder(self.embed(input_ids), self.context(input_ids, True, attention_mask))
+        memory = self.encoder(self.embed(input_ids), self.context(input_ids, False, attention_mask))
+        if kind == "encoder":
+            return memory
+        if decoder_input_ids is None:
+            raise ConfigError("decoder_input_ids", "an encoder_decoder model needs decoder inputs")
+        ctx = self.context(decoder_input_ids, True, decoder_attention_mask)
+        ctx.memory = memory
+        if attention_mask is not None:
+            ctx.memory_mask = attention_mask.bool()[:, None, None, :]
+        return self.decoder(self.embed(decoder_input_ids), ctx)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        decoder_input_ids: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Logits (B, T, vocab_size) over the last stack's positions."""
+        h = self.hidden(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask)
+        logits = self.output_stack.topology.scale_logits(self.output_stack, self.lm_head(h))
+        if self.cfg.logit_softcap is not None:
+            logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
+        return logits  # type: ignore[no-any-return]
+
+    def after_step(self) -> None:
+        """Run each topology's post-optimizer-step hook (nGPT renormalizes its matrices)."""
+        for stack in self.stacks():
+            stack.topology.after_step(stack)
+
+
+def build_model(cfg: ModelConfig) -> Transformer:
+    """The model that ``cfg`` describes, initialized by its init scheme and topology."""
+    return Transformer(cfg)
