@@ -86,7 +86,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], field: str) -> T:
     Args:
         cls: a dataclass.
         data: user input.
-        field: the dotted name of `data` itself, used in error messages (``"model.topology_params"``).
+        field: the dotted name of `data` itself, for error messages (``"model.topology_params"``).
     """
     assert dataclasses.is_dataclass(cls), f"{cls} is not a dataclass"
     hints = get_type_hints(cls)

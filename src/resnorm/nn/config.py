@@ -128,7 +128,9 @@ class ModelConfig:
                 f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}",
             )
         if self.positional == "rope" and self.head_dim_ % 2:
-            raise ConfigError("model.head_dim", f"RoPE needs an even head_dim, got {self.head_dim_}")
+            raise ConfigError(
+                "model.head_dim", f"RoPE needs an even head_dim, got {self.head_dim_}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("model.dropout", f"must be in [0, 1), got {self.dropout}")
         for name in ("norm_eps", "init_std", "rope_theta"):

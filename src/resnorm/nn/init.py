@@ -24,7 +24,7 @@ INITS: Registry[InitScheme] = Registry("init")
 RESIDUAL_OUT = ("attn.o_proj", "cross.o_proj", "mlp.down")
 
 
-def _linears_then_embeddings(model: Transformer, linear: Callable[[nn.Linear], None]) -> None:
+def _linears_then_embeddings(model: Transformer, linear: Callable[[nn.Linear], object]) -> None:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             linear(module)
@@ -85,3 +85,5 @@ def init_model(model: Transformer) -> None:
     INITS.get(model.cfg.init, "model.init")(model)
     for stack in model.stacks():
         stack.topology.init_(stack)
+    for stack in model.stacks():
+        stack.topology.init_shared_(model, stack)

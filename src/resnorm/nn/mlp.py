@@ -27,7 +27,9 @@ class MLP(nn.Module):
         super().__init__()
         self.act = ACTIVATIONS[cfg.mlp]
         self.up = nn.Linear(cfg.d_model, cfg.d_ff_, bias=cfg.mlp_bias)
-        self.gate = nn.Linear(cfg.d_model, cfg.d_ff_, bias=cfg.mlp_bias) if cfg.mlp in GATED else None
+        self.gate = (
+            nn.Linear(cfg.d_model, cfg.d_ff_, bias=cfg.mlp_bias) if cfg.mlp in GATED else None
+        )
         self.down = nn.Linear(cfg.d_ff_, cfg.d_model, bias=cfg.mlp_bias)
 
     def forward(self, x: Tensor) -> Tensor:

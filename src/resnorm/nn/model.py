@@ -13,7 +13,7 @@ Module names are stable, since diagnostics and checkpoints key on them::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -69,9 +69,12 @@ class Stack(nn.Module):
         super().__init__()
         self.spec = spec
         self.topology = TOPOLOGIES.get(cfg.topology, "model.topology")(cfg, spec)
-        wants_embed_norm = cfg.embed_norm if cfg.embed_norm is not None else self.topology.embed_norm
+        wants_embed_norm = (
+            cfg.embed_norm if cfg.embed_norm is not None else self.topology.embed_norm
+        )
         self.embed_norm = self.topology.norm() if wants_embed_norm else None
-        self.layers = nn.ModuleList(Layer(cfg, spec, i, self.topology) for i in range(spec.n_layers))
+        layers = (Layer(cfg, spec, i, self.topology) for i in range(spec.n_layers))
+        self.layers: Sequence[Layer] = nn.ModuleList(layers)  # type: ignore[assignment]
         self.final_norm = self.topology.norm() if self.topology.final_norm else None
         self.topology.setup_stack(self)
 
@@ -90,9 +93,13 @@ class Embeddings(nn.Module):
         self.max_seq_len = cfg.max_seq_len
         self.scale = math.sqrt(cfg.d_model) if cfg.embed_scale else None
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positional == "learned" else None
+        self.pos = (
+            nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positional == "learned" else None
+        )
         self.rotary = (
-            Rotary(cfg.head_dim_, cfg.max_seq_len, cfg.rope_theta) if cfg.positional == "rope" else None
+            Rotary(cfg.head_dim_, cfg.max_seq_len, cfg.rope_theta)
+            if cfg.positional == "rope"
+            else None
         )
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -111,7 +118,7 @@ class Embeddings(nn.Module):
 
 
 class Transformer(nn.Module):
-    """A decoder, encoder or encoder-decoder transformer whose residual topology is ``cfg.topology``.
+    """A decoder, encoder or encoder-decoder whose residual topology is ``cfg.topology``.
 
     ``forward`` returns logits (B, T, vocab); ``hidden`` the last stack's output before the head.
     """
@@ -183,7 +190,9 @@ class Transformer(nn.Module):
         """
         kind = self.cfg.kind
         if kind == "decoder":
-            return self.decoder(self.embed(input_ids), self.context(input_ids, True, attention_mask))
+            return self.decoder(
+                self.embed(input_ids), self.context(input_ids, True, attention_mask)
+            )
         memory = self.encoder(self.embed(input_ids), self.context(input_ids, False, attention_mask))
         if kind == "encoder":
             return memory
@@ -213,6 +222,8 @@ class Transformer(nn.Module):
         """Run each topology's post-optimizer-step hook (nGPT renormalizes its matrices)."""
         for stack in self.stacks():
             stack.topology.after_step(stack)
+        for stack in self.stacks():
+            stack.topology.after_step_shared(self, stack)
 
 
 def build_model(cfg: ModelConfig) -> Transformer:

@@ -30,7 +30,7 @@ from resnorm.registry import Registry
 from resnorm.typed import from_mapping
 
 if TYPE_CHECKING:
-    from resnorm.nn.model import Layer, Stack
+    from resnorm.nn.model import Layer, Stack, Transformer
 
 Branch = Callable[[Tensor], Tensor]
 
@@ -84,7 +84,7 @@ class Topology:
     @classmethod
     def parse_params(cls, cfg: ModelConfig) -> Any:
         """The typed parameters of ``cfg.topology_params``; a ConfigError names a bad key."""
-        params = from_mapping(cls.Params, cfg.topology_params, "model.topology_params")
+        params: Any = from_mapping(cls.Params, cfg.topology_params, "model.topology_params")
         cls.check(params, cfg)
         return params
 
@@ -135,8 +135,16 @@ class Topology:
     def init_(self, stack: Stack) -> None:
         """The topology's own initialization, applied after the model's init scheme."""
 
+    def init_shared_(self, model: Transformer, stack: Stack) -> None:
+        """Init of model-level tensors (embeddings, head) this topology prescribes; runs after
+        every stack's ``init_``."""
+
     def after_step(self, stack: Stack) -> None:
         """Called by the trainer after every optimizer step."""
+
+    def after_step_shared(self, model: Transformer, stack: Stack) -> None:
+        """Post-step hook for model-level tensors (nGPT renormalizes the embeddings and head);
+        runs after every stack's ``after_step``."""
 
 
 TOPOLOGIES: Registry[type[Topology]] = Registry("topology")

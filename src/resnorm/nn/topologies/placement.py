@@ -232,7 +232,8 @@ class MixLN(Topology):
     def check(cls, params: MixLNParams, cfg: ModelConfig) -> None:  # type: ignore[override]
         if not 0.0 <= params.post_fraction <= 1.0:
             raise ConfigError(
-                "model.topology_params.post_fraction", f"must be in [0, 1], got {params.post_fraction}"
+                "model.topology_params.post_fraction",
+                f"must be in [0, 1], got {params.post_fraction}",
             )
 
     def setup_layer(self, layer: Layer) -> None:
