@@ -194,8 +194,8 @@ class LNS(Topology):
         add_norms(self, layer)
 
     def sublayer(self, layer: Layer, s: str, x: Tensor, f: Branch) -> Tensor:
-        scale = 1.0 / math.sqrt(layer.index + 1) if self.params.depth_scaling else 1.0
-        return x + f(layer.norm(s)(x) * scale)
+        depth = math.sqrt(layer.index + 1) if self.params.depth_scaling else 1.0
+        return x + f(layer.norm(s)(x) / depth)
 
 
 @dataclass(frozen=True)
