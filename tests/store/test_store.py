@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import resnorm.store
 from resnorm.errors import ConfigError
 from resnorm.store import (
     DB_NAME,
@@ -347,15 +346,11 @@ def test_load_results_returns_a_dataframe_when_pandas_is_installed(tmp_path: Pat
 
 # -- concurrency ------------------------------------------------------------------------------
 
-# A writer process. It skips resnorm/__init__ (which imports torch, seconds of start-up) by
-# registering a bare package: the store needs only the standard library.
+# A writer process: importing resnorm.store needs only the standard library (no torch).
 _WRITER = r"""
-import pathlib, sys, time, types
-folder, sync, who, n, package = sys.argv[1:]
+import pathlib, sys, time
+folder, sync, who, n = sys.argv[1:]
 folder, sync, n = pathlib.Path(folder), pathlib.Path(sync), int(n)
-bare = types.ModuleType("resnorm")
-bare.__path__ = [package]
-sys.modules["resnorm"] = bare
 from resnorm.store import Store
 (sync / f"ready-{who}").touch()
 while len(list(sync.glob("ready-*"))) < 2:
@@ -383,10 +378,9 @@ def test_two_processes_writing_concurrently_lose_and_duplicate_nothing(tmp_path:
     n = 2000
     folder, sync = tmp_path / "lab", tmp_path / "sync"
     sync.mkdir()
-    package = str(Path(resnorm.store.__file__).parents[1])
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(folder), str(sync), who, str(n), package],
+            [sys.executable, "-c", _WRITER, str(folder), str(sync), who, str(n)],
             stderr=subprocess.PIPE,
             text=True,
         )

@@ -1,0 +1,164 @@
+"""`resnorm inspect`: probes at init on a seeded random batch, printed as a plain-text table.
+
+``inspect_comparison()`` is the at-init part of the demo: per-layer gradient norms of the FFN
+second matrix W2 (``mlp.down.weight``) and the residual-stream RMS for Post-LN and Pre-LN at
+several depths, with the last/first-layer gradient ratio of each (Xiong et al. 2020,
+arXiv:2002.04745: > 1 for Post-LN, < 1 for Pre-LN). ``python -m resnorm.diagnostics`` prints
+it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from resnorm.diagnostics.base import Batch, Record
+from resnorm.diagnostics.probes import run_at_init
+from resnorm.errors import ConfigError
+from resnorm.nn.config import ModelConfig
+from resnorm.nn.model import build_model
+
+W2 = "mlp.down.weight"
+#: The small default shape of ``inspect_comparison``: finishes in seconds on a CPU.
+SMALL = {"d_model": 64, "n_heads": 4, "vocab_size": 256}
+
+
+def random_batch(cfg: ModelConfig, batch_size: int, seq_len: int, seed: int = 0) -> Batch:
+    """Uniform random tokens with next-token targets: ``(inputs, targets)`` for ``run_at_init``.
+
+    ``encoder_decoder``: inputs are ``{"input_ids", "decoder_input_ids"}`` (source and shifted
+    target sequences of ``seq_len`` tokens each).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), generator=gen)
+    if cfg.kind != "encoder_decoder":
+        return ids[:, :-1], ids[:, 1:]
+    source = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=gen)
+    return {"input_ids": source, "decoder_input_ids": ids[:, :-1]}, ids[:, 1:]
+
+
+def inspect_model(
+    cfg: ModelConfig,
+    *,
+    batch_size: int = 8,
+    seq_len: int = 64,
+    seed: int = 0,
+    probes: Sequence[str] = ("grad_norm", "stream_rms"),
+) -> list[Record]:
+    """Build ``cfg`` with torch seeded by ``seed`` and run ``probes`` at init on a seeded random
+    batch. The caller's global RNG state is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+    return run_at_init(model, random_batch(cfg, batch_size, seq_len, seed), probes)
+
+
+def _stacks(records: Sequence[Record]) -> list[str]:
+    found = {r.key.split(".")[0] for r in records if r.layer is not None}
+    return [s for s in ("encoder", "decoder") if s in found]
+
+
+def _per_layer(records: Sequence[Record], probe: str, key: str) -> dict[int, float]:
+    return {
+        r.layer: r.value
+        for r in records
+        if r.probe == probe and r.key == key and r.layer is not None
+    }
+
+
+def grad_ratio(records: Sequence[Record], key: str | None = None) -> float:
+    """Last-layer / first-layer gradient norm of ``key`` (default: W2 of the output stack)."""
+    if key is None:
+        stacks = _stacks(records)
+        assert stacks, "grad_ratio: no per-layer records"
+        key = f"{stacks[-1]}.{W2}"
+    norms = _per_layer(records, "grad_norm", key)
+    assert norms, f"grad_ratio: no grad_norm records for {key!r}"
+    first, last = norms[min(norms)], norms[max(norms)]
+    return last / first if first > 0 else math.inf
+
+
+def format_table(records_by_config: Mapping[str, Sequence[Record]]) -> str:
+    """Plain aligned text: per config and stack, one row per layer with the gradient norms of
+    W2 and of each sublayer, and the stream RMS after the layer; then one summary line per
+    config (W2 gradient last/first layer, stream RMS last layer / embedding)."""
+    blocks, summary = [], []
+    for name, records in records_by_config.items():
+        for stack in _stacks(records):
+            columns = [("|grad W2|", "grad_norm", f"{stack}.{W2}")]
+            for s in ("attn", "cross", "mlp"):
+                columns.append((f"|grad {s}|", "grad_norm", f"{stack}.{s}"))
+            columns.append(("stream rms", "stream_rms", f"{stack}.mlp"))
+            data = [(h, _per_layer(records, p, k)) for h, p, k in columns]
+            data = [(h, d) for h, d in data if d]
+            layers = sorted({i for _, d in data for i in d})
+            header = ["layer", *[h for h, _ in data]]
+            rows = [[str(i), *[_num(d.get(i)) for _, d in data]] for i in layers]
+            blocks.append(f"{name} · {stack}\n{_align([header, *rows])}")
+        summary.append(_summary(name, records))
+    return "\n\n".join(blocks) + "\n\n" + "\n".join(summary)
+
+
+def _summary(name: str, records: Sequence[Record]) -> str:
+    stacks = _stacks(records)
+    if not stacks:
+        return f"{name}: no per-layer records"
+    stack, parts = stacks[-1], []
+    if _per_layer(records, "grad_norm", f"{stack}.{W2}"):
+        parts.append(f"W2 grad last/first = {grad_ratio(records):.3f}")
+    rms_layers = _per_layer(records, "stream_rms", f"{stack}.mlp")
+    embed = [r.value for r in records if r.probe == "stream_rms" and r.key == f"{stack}.embed"]
+    if rms_layers and embed:
+        parts.append(f"stream rms last/embed = {rms_layers[max(rms_layers)] / embed[0]:.3f}")
+    return f"{name}: " + ("; ".join(parts) or "nothing to summarize")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3e}"
+
+
+def _align(rows: list[list[str]]) -> str:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def compare(
+    topologies: Sequence[str] = ("post_ln", "pre_ln"),
+    depths: Sequence[int] = (6, 12, 24),
+    *,
+    batch_size: int = 8,
+    seq_len: int = 64,
+    seed: int = 0,
+    probes: Sequence[str] = ("grad_norm", "stream_rms"),
+    **model_fields: Any,
+) -> dict[str, list[Record]]:
+    """``inspect_model`` for each topology x depth, keyed ``"<topology> L=<depth>"``; model
+    fields default to the small shape ``SMALL`` (d_model 64, 4 heads, vocab 256)."""
+    for axis, name in (("topology", "topologies"), ("n_layers", "depths")):
+        if axis in model_fields:
+            raise ConfigError(axis, f"set by the {name} argument of the comparison")
+    fields = {**SMALL, **model_fields}
+    return {
+        f"{t} L={n}": inspect_model(
+            ModelConfig(topology=t, n_layers=n, **fields),
+            batch_size=batch_size,
+            seq_len=seq_len,
+            seed=seed,
+            probes=probes,
+        )
+        for t in topologies
+        for n in depths
+    }
+
+
+def inspect_comparison(
+    topologies: Sequence[str] = ("post_ln", "pre_ln"),
+    depths: Sequence[int] = (6, 12, 24),
+    **shape: Any,
+) -> str:
+    """The table of :func:`format_table` for each topology x depth (see :func:`compare` for
+    ``shape``: ``batch_size``, ``seq_len``, ``seed`` and any ``ModelConfig`` field)."""
+    return format_table(compare(topologies, depths, **shape))
