@@ -162,12 +162,12 @@ class Transformer(nn.Module):
         pos = torch.arange(t, device=device)
         if causal and keep is not None:
             mask = keep & (pos[:, None] >= pos[None, :])
-        ctx = Context(mask=mask, causal=causal)
+        ctx = Context(mask=_attend_somewhere(mask), causal=causal)
         if self.cfg.sliding_window is not None:
             distance = pos[:, None] - pos[None, :]
             near = (distance >= 0) if causal else torch.ones_like(distance, dtype=torch.bool)
             near = near & (distance.abs() < self.cfg.sliding_window)
-            ctx.local_mask = near[None, None] if keep is None else near & keep
+            ctx.local_mask = near[None, None] if keep is None else _attend_somewhere(near & keep)
         if self.embed.rotary is not None:
             ctx.rope = self.embed.rotary(t)
         return ctx
@@ -224,6 +224,18 @@ class Transformer(nn.Module):
             stack.topology.after_step(stack)
         for stack in self.stacks():
             stack.topology.after_step_shared(self, stack)
+
+
+def _attend_somewhere(mask: Tensor | None) -> Tensor | None:
+    """Let a query that may attend to nothing (a padded one) attend to everything instead.
+
+    A fully masked row is NaN after the softmax, and NaN times a zero attention weight is still
+    NaN, so it would reach real tokens through later layers. The row's own output is padding,
+    which no real token reads.
+    """
+    if mask is None:
+        return None
+    return mask | ~mask.any(dim=-1, keepdim=True)
 
 
 def build_model(cfg: ModelConfig) -> Transformer:
