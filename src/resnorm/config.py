@@ -141,7 +141,11 @@ class TrainConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"train.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.probes is not None:
+            from resnorm.diagnostics import PROBES
+
             object.__setattr__(self, "probes", tuple(self.probes))
+            for i, name in enumerate(self.probes):
+                PROBES.get(name, f"train.probes[{i}]")
 
 
 def _integer(name: str, value: object, minimum: int) -> None:
@@ -220,9 +224,7 @@ class RunConfig:
             if key not in SECTIONS:
                 close = difflib.get_close_matches(str(key), SECTIONS, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(
-                    str(key), f"unknown key.{hint} Valid keys: {', '.join(SECTIONS)}"
-                )
+                raise ConfigError(str(key), f"unknown key.{hint} Valid keys: {', '.join(SECTIONS)}")
         kwargs: dict[str, Any] = {}
         for key, section in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
             value = data.get(key, {})

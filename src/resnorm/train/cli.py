@@ -1,0 +1,81 @@
+"""`resnorm train`: one run from a TOML config and dotted overrides.
+
+Usage::
+
+    resnorm train --config tiny.toml -o model.n_layers=24 -o train.lr=3e-4 [--lab DIR]
+    torchrun --nproc_per_node 2 -m resnorm train --config tiny.toml     # DDP, gloo on CPU
+
+Running the same command again resumes an interrupted run and reports a finished one.
+Exit status: 0 when the run ends ``done``, ``stuck`` or ``diverged`` (a diverged run is a
+result, not an error); 130 when interrupted (SIGINT/SIGTERM: a checkpoint was written; run
+the command again to resume); 2 for bad input (the message names the field; nothing written);
+1 for anything else (the run is marked ``failed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from resnorm.errors import ConfigError
+
+PROG = "resnorm train"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``resnorm train`` (knobs belong in the config, not here)."""
+    parser.add_argument("--config", "-c", metavar="FILE.toml", help="run config (TOML)")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a config field, e.g. -o model.n_layers=24 -o train.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--lab", metavar="DIR", help="lab folder (default: the config's `lab`)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``resnorm train`` with parsed ``args``; returns the exit status."""
+    from resnorm.config import load_config
+    from resnorm.train.loop import INTERRUPTED_EXIT, train
+
+    try:
+        cfg = load_config(args.config, args.override)
+        if args.lab:
+            cfg = cfg.replace(lab=args.lab)
+        result = train(cfg, progress=not args.no_progress)
+    except ConfigError as e:
+        if _is_main():
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    if _is_main():
+        where = f"{result.lab}/runs/{result.run_id}"
+        if result.skipped:
+            print(f"run {result.run_id} is already {result.status}; nothing to do ({where})")
+        else:
+            shown = {k: result.metrics[k] for k in ("loss", "val_loss") if k in result.metrics}
+            numbers = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            print(f"run {result.run_id} {result.status} at step {result.step}: {numbers} ({where})")
+        if result.detail:
+            print(f"  {result.detail}")
+    return INTERRUPTED_EXIT if result.status == "interrupted" else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m resnorm.train.cli ...`` (the same as ``resnorm train ...``)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

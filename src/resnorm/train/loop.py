@@ -1,0 +1,395 @@
+"""`train(cfg)`: the training loop, with resume, a divergence guard, probes and DDP.
+
+Steps are 0-based: iteration ``s`` runs the forward and backward passes of batch ``s`` on the
+weights after ``s`` optimizer steps, then takes optimizer step ``s + 1``. A row logged at step
+``s`` describes iteration ``s`` (``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``; the
+diagnostics of the Monitor) or the weights it starts from (``val_loss``); the final
+``val_loss`` is logged at step ``steps``. A checkpoint at step ``k`` holds the weights after
+``k`` optimizer steps, so a run resumed from it re-runs iteration ``k`` on: rows at steps
+``>= k`` are deleted first and logged again, identically (on CPU, bitwise).
+
+Statuses written to the store: ``running``; then ``done``; ``stuck`` (final validation loss above
+``uniform_loss - stuck_margin``); ``diverged`` (a non-finite loss or gradient; the weights are
+those before that step and are checkpointed); ``interrupted`` (SIGINT/SIGTERM: a checkpoint is
+written at the end of the current step); ``failed`` (an exception, re-raised).
+
+Test hook: ``RESNORM_TEST_STEP_SLEEP=<seconds>`` sleeps after every step, so that tests can
+SIGKILL or SIGINT a real training process at a moment of their choosing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from resnorm.config import RunConfig
+from resnorm.data import IGNORE_INDEX, Data, build_data
+from resnorm.errors import ConfigError
+from resnorm.nn.model import Transformer, build_model
+from resnorm.train.distributed import World, all_reduce_sum, setup, teardown
+from resnorm.train.optim import build_optimizer, lr_at, set_lr
+from resnorm.train.probing import Probing
+from resnorm.train.session import Session, open_session
+
+INTERRUPTED_EXIT = 130  # what `resnorm train` returns for an interrupted run (128 + SIGINT)
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with.
+
+    Attributes:
+        run_id: the run's identity (config hash).
+        status: ``done``, ``stuck``, ``diverged`` or ``interrupted``.
+        detail: why (divergence step and reason, stuck margin, interruption step), or None.
+        step: optimizer steps taken.
+        metrics: final scalars (``loss``, ``val_loss``, ``uniform_loss``, ...).
+        resumed_from: the checkpoint step this process started from, if it resumed.
+        skipped: the run was already complete in the store; nothing was trained.
+        lab: the lab folder.
+    """
+
+    run_id: str
+    status: str
+    detail: str | None
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: int | None = None
+    skipped: bool = False
+    lab: str = ""
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"{reason} at step {step}")
+        self.step = step
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag checked after each step; a second signal acts as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        signal.signal(signum, self._old[signum])
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled or previous)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA that supports it, else ``fp32``."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def token_loss_sum(logits: Tensor, targets: Tensor) -> Tensor:
+    """Summed next-token cross-entropy (fp32) over positions whose target is not ignored."""
+    return F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: list[tuple[Tensor, Tensor]], device: torch.device, autocast: Any
+) -> float:
+    """Mean loss per supervised token over ``batches``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    for x, y in batches:
+        with autocast():
+            logits = model(x.to(device))
+        total += token_loss_sum(logits, y.to(device)).double().cpu()
+        count += int((y != IGNORE_INDEX).sum())
+    model.train(was_training)
+    return float(total) / max(count, 1)
+
+
+def environment(cfg: RunConfig, world: World, precision: str, data: Data) -> dict[str, Any]:
+    """Where and how the run executes (stored with the run, not part of its identity)."""
+    dev = world.device
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.machine(),
+        "precision": precision,
+        "compile": cfg.train.compile,
+        "deterministic": cfg.train.deterministic and dev.type == "cpu",
+        "world_size": world.world_size,
+        "threads": torch.get_num_threads(),
+        "data": data.manifest(),
+    }
+
+
+def train(cfg: RunConfig, *, store: Any = None, progress: bool = True) -> TrainResult:
+    """Train (or resume, or report) the run ``cfg`` describes.
+
+    Running the same config again resumes an interrupted run from its newest checkpoint and
+    returns a finished one (``done``, ``stuck``, ``diverged``) without training. Under
+    ``torchrun`` each process calls this; rank 0 alone writes the store and checkpoints.
+
+    Args:
+        cfg: the resolved run config.
+        store: the open `resnorm.store.Store` of ``cfg.lab`` (checkpoints go beside it);
+            default: opened here.
+        progress: show a progress bar (rank 0).
+
+    Raises:
+        ConfigError: bad input (data path, vocabulary, batch split, a checkpoint that is
+            truncated or of another run, a lab database that is not a resnorm store), raised
+            before anything is written.
+    """
+    world = setup(cfg.train.device)
+    try:
+        return _train(cfg, world, store, progress)
+    finally:
+        teardown(world)
+
+
+def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainResult:
+    t, device = cfg.train, world.device
+    data = build_data(cfg.data)
+    if data.vocab_size > cfg.model.vocab_size:
+        raise ConfigError(
+            "model.vocab_size",
+            f"{cfg.model.vocab_size} is smaller than the data's vocabulary ({data.vocab_size})",
+        )
+    per_rank, rem = divmod(cfg.data.batch_size, world.world_size * t.grad_accum)
+    if rem or not per_rank:
+        raise ConfigError(
+            "data.batch_size",
+            f"{cfg.data.batch_size} does not split into {world.world_size} ranks x "
+            f"{t.grad_accum} micro-batches (train.grad_accum)",
+        )
+    precision = resolve_precision(t.precision, device)
+    torch.manual_seed(t.seed)
+    model = build_model(cfg.model).to(device)
+    optimizer = build_optimizer(model, t)
+    session = open_session(cfg, world, store, model, optimizer)
+    if session.finished is not None:
+        rec = session.finished
+        return TrainResult(
+            session.run_id, rec.status, rec.detail, int((rec.summary or {}).get("step", 0)),
+            dict(rec.summary or {}), skipped=True, lab=cfg.lab,
+        )  # fmt: skip
+    session.begin(environment(cfg, world, precision, data))
+    try:
+        with _StopRequest() as stop, _deterministic(t.deterministic and device.type == "cpu"):
+            trainer = _Trainer(cfg, world, data, model, optimizer, session, precision)
+            return _loop(trainer, stop, progress)
+    except BaseException as e:
+        session.fail(e)
+        raise
+
+
+class _Trainer:
+    """The state of one process's training loop (model, wrappers, optimizer, probes)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        world: World,
+        data: Data,
+        model: Transformer,
+        optimizer: torch.optim.AdamW,
+        session: Session,
+        precision: str,
+    ) -> None:
+        self.cfg, self.t, self.world, self.data = cfg, cfg.train, world, data
+        self.model, self.optimizer, self.session = model, optimizer, session
+        self.device, self.precision = world.device, precision
+        self.fwd: Any = model
+        self.ddp: Any = None
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.fwd = self.ddp = DistributedDataParallel(model, device_ids=ids)
+        if self.t.compile:
+            self.fwd = torch.compile(self.fwd)
+        self.probing = Probing(cfg, model, data, session) if world.is_main else None
+        self.val = data.val_batches(self.t.eval_batches) if world.is_main else []
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def autocast(self) -> Any:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def evaluate(self) -> float:
+        return evaluate(self.model, self.val, self.device, self.autocast)
+
+    def iteration(self, s: int, stop: bool) -> tuple[float, float, bool]:
+        """Forward and backward passes of batch ``s``: (loss, grad norm, stop on any rank).
+
+        The gradient is of the mean loss over the supervised tokens of the whole global batch
+        (every rank and micro-batch), so it does not depend on how the batch is split.
+        """
+        t, world, monitor = self.t, self.world, self.probing and self.probing.monitor
+        if monitor:
+            monitor.before_step(s)
+        x, y = self.data.train_batch(s, world.rank, world.world_size)
+        x, y = x.to(self.device), y.to(self.device)
+        n_tokens = all_reduce_sum((y != IGNORE_INDEX).sum().double(), world).clamp_min(1)
+        scale = (world.world_size / n_tokens).float()  # DDP averages gradients over ranks
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        chunks = zip(x.chunk(t.grad_accum), y.chunk(t.grad_accum), strict=True)
+        for i, (xm, ym) in enumerate(chunks):
+            sync = self.ddp is None or i == t.grad_accum - 1
+            with nullcontext() if sync else self.ddp.no_sync(), self.autocast():
+                ce = token_loss_sum(self.fwd(xm), ym)
+                if s == t.inject_nan_at_step and t.inject_nan_into == "loss" and i == 0:
+                    ce = ce * float("nan")  # test hook: train.inject_nan_at_step
+            (ce * scale).backward()
+            loss_sum += ce.detach().double()
+        if s == t.inject_nan_at_step and t.inject_nan_into == "grad":
+            grads = [p.grad for p in self.params if p.grad is not None]
+            grads[0].view(-1)[0] = float("nan")  # test hook: train.inject_nan_into = "grad"
+        stats = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(stop))]), world)
+        if monitor:
+            monitor.after_backward(s)
+        max_norm = t.grad_clip if t.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
+        return float(stats[0] / n_tokens), float(grad_norm), bool(stats[1])
+
+    def update(self, s: int) -> None:
+        """Optimizer step ``s + 1``, the topology's post-step hook, the step's probe records."""
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.after_step()
+        if self.probing is not None:
+            self.probing.after_step(s)
+
+    def checkpoint(self, step: int) -> None:
+        self.session.checkpoint(step, self.model, self.optimizer)
+
+
+def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
+    cfg, t, session, data, main = tr.cfg, tr.t, tr.session, tr.data, tr.world.is_main
+    start = session.start_step
+    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
+    last = dict(session.last)
+    bar = tqdm(
+        total=t.steps,
+        initial=start,
+        disable=not (progress and main),
+        desc=cfg.name or session.run_id,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    if tr.probing is not None and start == 0:
+        tr.probing.at_init(tr.val[0] if tr.val else data.val_batches(1)[0])
+    sleep = float(os.environ.get("RESNORM_TEST_STEP_SLEEP", "0"))  # test hook
+    clock, clock_step = time.perf_counter(), start
+    tr.model.train()
+    try:
+        for s in range(start, t.steps):
+            if main and (s == 0 or (t.eval_every and s % t.eval_every == 0)):
+                session.log(s, {"val_loss": tr.evaluate()})
+            lr = lr_at(s, t)
+            set_lr(tr.optimizer, lr)
+            loss, grad_norm, stopping = tr.iteration(s, stop.requested)
+            if not math.isfinite(loss) or not math.isfinite(grad_norm):
+                session.log(s, {"loss": loss, "lr": lr, "grad_norm": grad_norm})
+                what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient", grad_norm)
+                raise _Diverged(s, f"non-finite {what} ({value})")
+            tr.update(s)
+            bar.update(1)
+            if sleep:
+                time.sleep(sleep)
+            if s % t.log_every == 0 or s == t.steps - 1:
+                now = time.perf_counter()
+                tps = tokens_per_step * (s + 1 - clock_step) / max(now - clock, 1e-9)
+                clock, clock_step = now, s + 1
+                last = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}
+                session.log(s, last)
+                session.last = last
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
+            if stopping:
+                tr.checkpoint(s + 1)
+                detail = f"interrupted after step {s + 1} of {t.steps}; run again to resume"
+                session.end("interrupted", detail, s + 1, {**last, "step": s + 1})
+                return _result(session, "interrupted", detail, s + 1, last)
+            if (s + 1) % t.checkpoint_every == 0 and s + 1 < t.steps:
+                tr.checkpoint(s + 1)
+    except _Diverged as d:
+        if tr.probing is not None:
+            tr.probing.monitor.close()
+        tr.optimizer.zero_grad(set_to_none=True)
+        tr.checkpoint(d.step)  # the weights before the failed step
+        summary = {**last, "step": d.step, "uniform_loss": data.uniform_loss}
+        session.end("diverged", str(d), d.step, summary)
+        return _result(session, "diverged", str(d), d.step, summary)
+    finally:
+        bar.close()
+    return _finish(tr, last)
+
+
+def _finish(tr: _Trainer, last: dict[str, float]) -> TrainResult:
+    """Final evaluation and checkpoint; ``done``, or ``stuck`` if it learned nothing."""
+    t, session, uniform = tr.t, tr.session, tr.data.uniform_loss
+    summary = {**last, "step": t.steps, "uniform_loss": uniform}
+    if tr.world.is_main:
+        summary["val_loss"] = tr.evaluate()
+        session.log(t.steps, {"val_loss": summary["val_loss"]})
+    tr.checkpoint(t.steps)
+    status, detail = "done", None
+    final = summary.get("val_loss", summary.get("loss", math.nan))
+    if not final < uniform - t.stuck_margin:
+        status = "stuck"
+        detail = (
+            f"final validation loss {final:.4f} is not {t.stuck_margin} nats below the "
+            f"uniform loss {uniform:.4f}"
+        )
+    status, detail = session.agree((status, detail))
+    session.end(status, detail, t.steps, summary)
+    return _result(session, status, detail, t.steps, summary)
+
+
+def _result(
+    session: Session, status: str, detail: str | None, step: int, metrics: dict[str, float]
+) -> TrainResult:
+    return TrainResult(
+        session.run_id, status, detail, step, dict(metrics), session.resumed_from,
+        lab=session.cfg.lab,
+    )  # fmt: skip

@@ -1,0 +1,118 @@
+"""`train()` in-process: what a run logs, its statuses, the divergence guard, finished runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from trainkit import results, run_record, tiny_config
+
+from resnorm.store import Store
+from resnorm.train import load_latest, load_weights, train
+from resnorm.train.checkpoint import checkpoint_dir
+
+
+def test_run_logs_scalars_evals_probes_and_a_final_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "lab")
+    result = train(cfg, progress=False)
+    assert result.status in ("done", "stuck") and result.step == 12 and not result.skipped
+    with Store(tmp_path / "lab") as store:
+        record = store.get_run(result.run_id)
+        metrics = store.metrics(result.run_id)
+        diagnostics = store.diagnostics(result.run_id)
+    assert record is not None and record.status == result.status
+    assert record.config == cfg.to_dict() and result.run_id == cfg.run_id
+    assert record.environment is not None and record.summary is not None
+    assert record.environment["precision"] == "fp32" and record.environment["world_size"] == 1
+    steps = {
+        name: [m.step for m in metrics if m.name == name] for name in {m.name for m in metrics}
+    }
+    assert steps["loss"] == list(range(12)) == steps["lr"] == steps["grad_norm"]
+    assert steps["tokens_per_s"] == list(range(12))
+    assert steps["val_loss"] == [0, 4, 8, 12]
+    assert all(math.isfinite(m.value) and m.value > 0 for m in metrics if m.name == "loss")
+    assert {d.step for d in diagnostics} == {0, 4, 8}
+    assert {"grad_norm", "stream_rms", "update_ratio"} <= {d.probe for d in diagnostics}
+    ckpt = load_latest(checkpoint_dir(cfg.lab, result.run_id), result.run_id)
+    assert ckpt is not None and ckpt.step == 12
+    assert record.summary["val_loss"] == result.metrics["val_loss"]
+
+
+def test_run_that_learns_is_done_and_one_that_does_not_is_stuck(tmp_path: Path) -> None:
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    learns = tiny_config(
+        tmp_path / "a",
+        ["model.vocab_size=256", "data.source='text'", f"data.path='{text}'", "data.params={}"],
+    )
+    result = train(learns, progress=False)
+    assert result.status == "done", result.detail
+    assert result.metrics["val_loss"] < math.log(256) - 0.2
+    stuck = train(tiny_config(tmp_path / "b", ["train.lr=1e-6"]), progress=False)
+    assert stuck.status == "stuck" and "uniform loss" in (stuck.detail or "")
+    assert run_record(tmp_path / "b").status == "stuck"
+
+
+def test_finished_run_is_reported_not_rerun(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "lab")
+    first = train(cfg, progress=False)
+    before = results(tmp_path / "lab")
+    again = train(cfg.replace(name="renamed"), progress=False)  # same identity
+    assert again.skipped and again.status == first.status and again.run_id == first.run_id
+    after = results(tmp_path / "lab")
+    assert before["metrics"] == after["metrics"]
+
+
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_non_finite_step_never_updates_the_weights(tmp_path: Path, where: str) -> None:
+    constant = ["train.schedule='constant'", "train.warmup_steps=0"]
+    nan = ["train.inject_nan_at_step=5", f"train.inject_nan_into='{where}'"]
+    result = train(tiny_config(tmp_path / "nan", constant + nan), progress=False)
+    assert result.status == "diverged" and result.step == 5
+    detail = result.detail or ""
+    assert "step 5" in detail and where.replace("grad", "gradient") in detail
+    record = run_record(tmp_path / "nan")
+    assert record.status == "diverged" and "step 5" in record.detail
+    # The weights it kept are those after 5 clean steps: a run of 5 steps ends with the same.
+    clean = train(tiny_config(tmp_path / "clean", [*constant, "train.steps=5"]), progress=False)
+    kept, expected = (
+        load_weights(tmp_path / "nan", result.run_id),
+        load_weights(tmp_path / "clean", clean.run_id),
+    )
+    assert all(torch.equal(kept[k], expected[k]) for k in expected)
+    with Store(tmp_path / "nan") as store:
+        losses = {m.step: m.value for m in store.metrics(result.run_id, "loss")}
+    assert max(losses) == 5 and (math.isnan(losses[5]) or where == "grad")
+    assert train(tiny_config(tmp_path / "nan", constant + nan), progress=False).skipped
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
+    one = train(tiny_config(tmp_path / "one"), progress=False)
+    two = train(tiny_config(tmp_path / "two", ["train.grad_accum=2"]), progress=False)
+    with Store(tmp_path / "one") as a, Store(tmp_path / "two") as b:
+        la = [m.value for m in a.metrics(one.run_id, "loss")]
+        lb = [m.value for m in b.metrics(two.run_id, "loss")]
+    assert la == pytest.approx(lb, rel=1e-5)
+
+
+def test_bf16_autocast_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
+    result = train(tiny_config(tmp_path / "lab", ["train.precision='bf16'"]), progress=False)
+    assert math.isfinite(result.metrics["val_loss"])
+    assert run_record(tmp_path / "lab").environment["precision"] == "bf16"
+
+
+def test_a_run_being_trained_elsewhere_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from resnorm.errors import ConfigError
+
+    cfg = tiny_config(tmp_path / "lab")
+    lock = checkpoint_dir(cfg.lab, cfg.run_id).parent / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another process"):
+            train(cfg, progress=False)
+    assert train(cfg, progress=False).status in ("done", "stuck")
