@@ -3,6 +3,8 @@ README's topology table is (a test keeps the README equal to :func:`topologies_m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from resnorm.nn.norms import EQUATIONS, NORMS, SOURCES
 from resnorm.nn.topologies import TOPOLOGIES
 
@@ -20,7 +22,7 @@ def norm_rows() -> list[tuple[str, str, str]]:
     return [(name, EQUATIONS[name], SOURCES[name]) for name in NORMS.names()]
 
 
-def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def text_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])

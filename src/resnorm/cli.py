@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_inspect)
     for name, module, help_ in SUBCOMMANDS:
         add, run = _delegate(module)
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, description=help_)
         add(p)
         p.set_defaults(handler=run)
     return parser
