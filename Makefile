@@ -25,7 +25,12 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/resnorm inspect
+	$(BIN)/resnorm demo
+
+# Speed against a minimal baseline, x-transformers and Hugging Face; writes docs/performance.md.
+bench: venv
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -69,14 +69,26 @@ def _add_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _delegate(module: str) -> tuple[Callable[[argparse.ArgumentParser], None], Handler]:
-    """A subcommand implemented by ``module.add_arguments`` / ``module.run``."""
+def _doctor(args: argparse.Namespace) -> int:
+    from resnorm.doctor import doctor, format_doctor
+
+    print(format_doctor(doctor(seconds=args.seconds)))
+    return 0
+
+
+def _delegate(target: str) -> tuple[Callable[[argparse.ArgumentParser], None], Handler]:
+    """A subcommand implemented by ``add_arguments`` / ``run`` of ``module`` or ``module:obj``."""
+    module, _, attr = target.partition(":")
+
+    def owner() -> object:
+        found = importlib.import_module(module)
+        return getattr(found, attr) if attr else found
 
     def add(p: argparse.ArgumentParser) -> None:
-        importlib.import_module(module).add_arguments(p)
+        owner().add_arguments(p)  # type: ignore[attr-defined]
 
     def run(args: argparse.Namespace) -> int:
-        return int(importlib.import_module(module).run(args))
+        return int(owner().run(args))  # type: ignore[attr-defined]
 
     return add, run
 
@@ -94,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="probes at initialization (default: post_ln vs pre_ln)")
     _add_inspect(p)
     p.set_defaults(handler=_inspect)
+    p = sub.add_parser("doctor", help="this machine: CPU/GPU, BLAS, matmul peaks, precision")
+    p.add_argument("--seconds", type=float, default=3.0, help="time spent measuring peaks")
+    p.set_defaults(handler=_doctor)
     for name, module, help_ in SUBCOMMANDS:
         add, run = _delegate(module)
         p = sub.add_parser(name, help=help_, description=help_)
@@ -105,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live with the library function they call.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "resnorm.train.cli", "train one run (resumes an interrupted one)"),
+    ("study", "resnorm.lab.cli", "built-in and user studies: list | run NAME | status"),
+    ("report", "resnorm.lab.cli:Report", "write the HTML report of a lab folder"),
+    ("demo", "resnorm.lab.cli:Demo", "the quick built-in studies and their report"),
 ]
 
 

@@ -1,0 +1,295 @@
+"""The lab's commands: ``resnorm study list | run | status``, ``resnorm report``, ``resnorm demo``.
+
+Each command is a class with ``add_arguments(parser)`` and ``run(args) -> int`` (the exit
+status: 0 done, 2 bad input with the field named and nothing run, 130 interrupted: run the same
+command again to resume): `StudyList`, `StudyRun`, `StudyStatus`, `Report`, `Demo`. The module's
+own ``add_arguments``/``run`` are the ``study`` group (``list | run | status``), for
+``resnorm.cli``'s delegation by module. ``python -m resnorm.lab <command> ...`` runs them all
+without the top-level CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from resnorm.errors import ConfigError
+
+INTERRUPTED = 130
+
+
+def _lab(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", default="lab", metavar="DIR", help="lab folder (default: lab)")
+
+
+def _execution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray", "serial"),
+        help="where runs execute (default: local process pool)",
+    )
+    parser.add_argument("--address", metavar="HOST:PORT", help="Ray cluster (with --executor ray)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="processes (default: one per core)"
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads per worker")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report")
+
+
+def _guard(prog: str, fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except ConfigError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED
+
+
+def verdict_table(results: Sequence[Any]) -> str:
+    """Plain text: study, verdict, the numbers its checks used, runs."""
+    rows = [("study", "verdict", "measured", "runs")]
+    for r in results:
+        a = r.analysis
+        numbers = []
+        for c in a["checks"]:
+            if c.get("informational"):
+                continue
+            for k, v in c["values"].items():
+                numbers.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+        counts = " ".join(f"{k}:{v}" for k, v in a["counts"].items())
+        rows.append((r.spec.name, a["verdict"], ", ".join(dict.fromkeys(numbers)), counts))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(
+            "  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
+        if i == 0:
+            lines.append("-" * (sum(widths) + 6 + len(row[3])))
+    return "\n".join(lines)
+
+
+def _print_results(results: Sequence[Any], lab: str, seconds: float) -> None:
+    print()
+    print(verdict_table(results))
+    print()
+    for r in results:
+        print(f"{r.spec.name}: {r.analysis['verdict']} ({r.analysis['reason']})")
+    report = results[0].report if results else None
+    if report is not None:
+        print(f"\nreport: {report.parent / 'index.html'}")
+    print(f"wall time: {seconds:.1f} s; lab: {lab}")
+
+
+def _spec(name: str, scale: str) -> Any:
+    from resnorm.lab.spec import load_study
+    from resnorm.studies import get_study
+
+    if name.endswith(".toml") or os.sep in name:
+        return load_study(name)
+    return get_study(name, scale)
+
+
+class StudyList:
+    """``resnorm study list``: the built-in studies and what they test."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--scale", default="quick", choices=("quick", "full"))
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        def go() -> int:
+            from resnorm.lab.runner import plan
+            from resnorm.studies import STUDIES, get_study
+
+            for name in STUDIES.names():
+                spec = get_study(name, args.scale)
+                n = len({p.run_id for p in plan(spec, "lab")})
+                print(
+                    f"{name:<18} {n:>4} runs  {spec.title}\n{'':<18} {spec.claim}\n"
+                    f"{'':<18} criterion: {spec.criterion_text()}\n"
+                )
+            return 0
+
+        return _guard("resnorm study list", go)
+
+
+class StudyRun:
+    """``resnorm study run NAME|FILE.toml``: run (or resume) a study, then report it."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study", help="a built-in study name or a study TOML file")
+        parser.add_argument("--scale", default="quick", choices=("quick", "full"))
+        _lab(parser)
+        _execution(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        def go() -> int:
+            from resnorm.lab.runner import run_studies
+
+            spec = _spec(args.study, args.scale)
+            start = time.perf_counter()
+            results = run_studies(
+                [spec],
+                args.lab,
+                executor=args.executor,
+                workers=args.workers,
+                threads=args.threads,
+                address=args.address,
+                progress=not args.no_progress,
+                report=not args.no_report,
+            )
+            _print_results(results, args.lab, time.perf_counter() - start)
+            return 0
+
+        return _guard("resnorm study run", go)
+
+
+class StudyStatus:
+    """``resnorm study status``: per study, how many runs are done, running, diverged, ..."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("studies", nargs="*", help="only these studies")
+        _lab(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        def go() -> int:
+            from resnorm.lab.manifest import study_status
+
+            rows = study_status(args.lab, args.studies or None)
+            if not rows:
+                print(f"no studies in {args.lab}")
+                return 0
+            cols = [
+                "done",
+                "running",
+                "pending",
+                "diverged",
+                "stuck",
+                "failed",
+                "interrupted",
+                "missing",
+            ]
+            print(f"{'study':<18} {'runs':>5} " + " ".join(f"{c:>11}" for c in cols) + "  verdict")
+            for r in rows:
+                counts = r["counts"]
+                print(
+                    f"{r['study']:<18} {r['runs']:>5} "
+                    + " ".join(f"{counts.get(c, 0):>11}" for c in cols)
+                    + f"  {r['verdict']}"
+                )
+            return 0
+
+        return _guard("resnorm study status", go)
+
+
+class Report:
+    """``resnorm report``: re-analyse every study from the store and write the report."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("studies", nargs="*", help="only redraw these studies' pages")
+        _lab(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        def go() -> int:
+            from resnorm.lab.runner import reanalyze
+            from resnorm.report import write_report
+
+            reanalyze(args.lab, args.studies or None)
+            index = write_report(args.lab, args.studies or None)
+            print(f"report: {index}")
+            return 0
+
+        return _guard("resnorm report", go)
+
+
+class Demo:
+    """``resnorm demo``: skip, gradients-at-init, output-change and a small depth map at quick
+    scale (minutes on a 2-core CPU), then a table of verdicts and the report's path."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        _lab(parser)
+        _execution(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        def go() -> int:
+            from resnorm.lab.runner import run_studies
+            from resnorm.studies import demo_studies
+
+            start = time.perf_counter()
+            results = run_studies(
+                demo_studies(),
+                args.lab,
+                executor=args.executor,
+                workers=args.workers,
+                threads=args.threads,
+                address=args.address,
+                progress=not args.no_progress,
+                report=not args.no_report,
+            )
+            _print_results(results, args.lab, time.perf_counter() - start)
+            return 0
+
+        return _guard("resnorm demo", go)
+
+
+COMMANDS: dict[str, Any] = {
+    "study list": StudyList,
+    "study run": StudyRun,
+    "study status": StudyStatus,
+    "report": Report,
+    "demo": Demo,
+}
+
+
+STUDY_VERBS: dict[str, Any] = {"list": StudyList, "run": StudyRun, "status": StudyStatus}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``resnorm study list | run | status`` as one subcommand group (``run`` below runs it)."""
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, cls in STUDY_VERBS.items():
+        p = verbs.add_parser(verb, help=(cls.__doc__ or "").split("\n")[0])
+        cls.add_arguments(p)
+        p.set_defaults(study_command=cls)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``resnorm study`` verb that `add_arguments` parsed."""
+    return int(args.study_command.run(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m resnorm.lab study run skip`` etc."""
+    parser = argparse.ArgumentParser(prog="python -m resnorm.lab")
+    sub = parser.add_subparsers(dest="command", required=True)
+    study = sub.add_parser("study", help="built-in and user studies")
+    add_arguments(study)
+    study.set_defaults(handler=run)
+    for name, cls in (("report", Report), ("demo", Demo)):
+        p = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0])
+        cls.add_arguments(p)
+        p.set_defaults(handler=cls.run)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

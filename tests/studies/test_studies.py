@@ -1,0 +1,99 @@
+"""The built-in studies: each resolves at both scales, round-trips as data, and measures what
+it says (checked on small cases against direct computations)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from resnorm.lab import plan, study_from_dict
+from resnorm.lab.tasks import BatchConfig, ProbeConfig, probe_at_init, resolve
+from resnorm.nn.config import ModelConfig
+from resnorm.nn.context import Context
+from resnorm.nn.model import build_model
+from resnorm.studies import STUDIES, demo_studies, get_study
+from resnorm.studies.skip import SkipPathsConfig, skip_paths
+
+NAMES = STUDIES.names()
+
+
+def test_the_ten_studies_of_the_issue_are_built_in() -> None:
+    assert NAMES == [
+        "skip",
+        "gradients-at-init",
+        "output-change",
+        "token-alignment",
+        "init-scaling",
+        "depth",
+        "warmup",
+        "curse-of-depth",
+        "no-norm",
+        "peri",
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_study_resolves_at_both_scales_and_round_trips_as_data(name: str, tmp_path) -> None:
+    for scale in ("quick", "full"):
+        spec = get_study(name, scale)
+        runs = plan(spec, tmp_path)
+        assert runs and spec.checks and spec.figures and spec.claim and spec.source
+        again = study_from_dict(spec.to_dict())
+        assert [r.run_id for r in plan(again, tmp_path)] == [r.run_id for r in runs]
+        if scale == "quick":  # quick runs train at most 600 steps of a d_model-64 model
+            for r in runs:
+                if r.run == "train":
+                    assert r.config["train"]["steps"] <= 600 and r.config["model"]["d_model"] == 64
+
+
+def test_the_demo_is_skip_gradients_output_change_and_a_small_depth_map() -> None:
+    demo = demo_studies()
+    assert [s.name for s in demo] == ["skip", "gradients-at-init", "output-change", "depth"]
+    depth = plan(demo[-1], "lab")
+    assert len(depth) == 6 and {r.config["model"]["n_layers"] for r in depth} == {6, 24}
+
+
+def test_skip_paths_follow_the_real_attention_modules_in_float64() -> None:
+    cfg = SkipPathsConfig(
+        path="attention_only", n_layers=3, d_model=16, n_heads=2, seq_len=8, batch_size=2, seed=3
+    )
+    records, _ = skip_paths(cfg)
+    # the reference: the same seeded model and input, attention applied by hand
+    torch.manual_seed(3)
+    model = build_model(
+        ModelConfig(
+            kind="encoder",
+            d_model=16,
+            n_layers=3,
+            n_heads=2,
+            init="xavier",
+            positional="none",
+            max_seq_len=8,
+        )
+    )
+    model = model.double().eval()
+    x = torch.randn(2, 8, 16, dtype=torch.float64)
+    expected = []
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            x = layer.attn(x, Context(causal=False))
+            r = (x - x.mean(1, keepdim=True)).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+            expected.append(float(r.mean()))
+    got = [r.value for r in records if r.layer is not None]
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert got[0] > got[1] > got[2]  # attention alone contracts toward one token
+
+
+def test_probe_runs_are_seeded_and_their_ids_hash_the_resolved_config() -> None:
+    model = ModelConfig(vocab_size=32, d_model=16, n_heads=2, n_layers=2, max_seq_len=16)
+    cfg = ProbeConfig(model=model, batch=BatchConfig(size=2, seq_len=8), probes=("grad_norm",))
+    a, b = probe_at_init(cfg)[0], probe_at_init(cfg)[0]
+    assert [r.value for r in a] == [r.value for r in b]
+    other = probe_at_init(ProbeConfig(model=model, batch=cfg.batch, probes=cfg.probes, seed=1))[0]
+    assert [r.value for r in other] != [r.value for r in a]
+    tree = {"model": {"vocab_size": 32, "d_model": 16, "n_heads": 2, "max_seq_len": 16}}
+    same = {"model": {**tree["model"], "n_layers": 4}}  # 4 is the default: the same run
+    assert resolve("probe", tree, "lab")[0] == resolve("probe", same, "lab")[0]
+    assert math.isfinite(a[0].value)
