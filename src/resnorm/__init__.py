@@ -23,6 +23,7 @@ _EXPORTS = {
     "RunConfig": "resnorm.config",
     "load_config": "resnorm.config",
     "train": "resnorm.train",
+    "run_study": "resnorm.lab",
 }
 __all__ = [
     "NORMS",
@@ -35,6 +36,7 @@ __all__ = [
     "from_hf",
     "load_config",
     "load_results",
+    "run_study",
     "train",
 ]
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from resnorm.config import RunConfig, load_config
     from resnorm.errors import ConfigError
     from resnorm.interop import from_hf
+    from resnorm.lab import run_study
     from resnorm.nn.config import ModelConfig
     from resnorm.nn.model import Transformer, build_model
     from resnorm.nn.norms import NORMS
