@@ -53,6 +53,7 @@ eval_every = 10
 eval_batches = 2
 probe_every = 0
 checkpoint_every = 1000
+precision = "fp32"  # pinned: "auto" picks bf16 on CPUs where it pays, at d_model >= 256
 """
 
 

@@ -374,6 +374,21 @@ def test_monitor_hooks_only_probe_steps_and_reports_global_grad_norm_every_step(
     assert per_step == [{"grad_norm", "stream_rms", "update_ratio"}, {"grad_norm"}, per_step[0]]
 
 
+def test_monitor_takes_the_norm_the_caller_computed_on_steps_without_probes():
+    model, (ids, targets) = setup(tiny())
+    monitor = Monitor(model, ["grad_norm", "stream_rms"], every=2)
+    for step, given in ((1, 3.25), (1, None), (2, 3.25)):
+        model.zero_grad()
+        monitor.before_step(step)
+        cross_entropy(model(ids), targets).backward()
+        monitor.after_backward(step, grad_norm=None if given is None else torch.tensor(given))
+        glob = [r.value for r in monitor.after_step(step) if r.key == "" and r.layer is None]
+        measured = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9))
+        # A step without probes reports what it was given; a probe step its own grouped sum.
+        expected = given if given is not None and step % 2 else measured
+        assert glob == [pytest.approx(expected, rel=1e-5)]
+
+
 def test_monitor_grad_norms_equal_run_at_init_on_the_same_weights_and_batch():
     model, batch = setup(tiny())
     reference = by_key(run_at_init(model, batch, ["grad_norm", "stream_rms"]), "grad_norm")

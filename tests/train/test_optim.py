@@ -10,7 +10,14 @@ import torch
 from resnorm.config import TrainConfig
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import build_model
-from resnorm.train.optim import build_optimizer, lr_at, param_groups
+from resnorm.train.optim import (
+    build_optimizer,
+    clip_grads_,
+    fusable,
+    grad_norm,
+    lr_at,
+    param_groups,
+)
 
 
 def test_warmup_is_linear_from_one_step_to_the_peak() -> None:
@@ -71,3 +78,61 @@ def test_optimizer_applies_decay_per_group() -> None:
     opt = build_optimizer(model, TrainConfig(weight_decay=0.3, beta1=0.8, beta2=0.9, eps=1e-6))
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
     assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["eps"] == 1e-6
+
+
+def _with_grads(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g) * 0.1
+    return model
+
+
+def test_optimizer_is_fused_on_cpu_and_steps_like_the_foreach_implementation() -> None:
+    cfg = TrainConfig(lr=1e-2, weight_decay=0.1, warmup_steps=0)
+    torch.manual_seed(0)
+    fused_model = _model()
+    reference = _model()
+    reference.load_state_dict(fused_model.state_dict())
+    opt = build_optimizer(fused_model, cfg)
+    assert all(g["fused"] for g in opt.param_groups)
+    groups = param_groups(reference, cfg)
+    ref = torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                            foreach=True)  # fmt: skip
+    for step in range(3):
+        _with_grads(fused_model, step), _with_grads(reference, step)
+        opt.step()
+        ref.step()
+    for (name, a), b in zip(fused_model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_optimizer_falls_back_to_foreach_where_no_fused_kernel_exists() -> None:
+    assert fusable([torch.zeros(2, 2), torch.zeros(3, dtype=torch.float64)])
+    assert not fusable([torch.zeros(2, 2), torch.zeros(2, 2, device="meta")])
+    model = _model().to("meta")
+    opt = build_optimizer(model, TrainConfig())
+    assert all(g["foreach"] and not g["fused"] for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 0.5, math.inf])
+def test_grad_norm_and_clip_equal_torch_clip_grad_norm(max_norm: float) -> None:
+    torch.manual_seed(0)
+    ours, theirs = _with_grads(_model()), _with_grads(_model())
+    params = list(ours.parameters())
+    params[3].grad = None  # parameters without a gradient are skipped by both
+    list(theirs.parameters())[3].grad = None
+    norm = grad_norm(params)
+    expected = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm, foreach=True)
+    torch.testing.assert_close(norm, expected)
+    squares = [float(p.grad.double().square().sum()) for p in params if p.grad is not None]
+    by_hand = math.sqrt(sum(squares))
+    assert float(norm) == pytest.approx(by_hand, rel=1e-6)
+    clip_grads_(params, max_norm, norm)
+    for a, b in zip(params, theirs.parameters(), strict=True):
+        if a.grad is None:
+            assert b.grad is None
+        else:
+            torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    if max_norm < by_hand:
+        assert float(grad_norm(params)) == pytest.approx(max_norm, rel=1e-4)
+    assert float(grad_norm([torch.nn.Parameter(torch.zeros(2))])) == 0.0

@@ -38,6 +38,11 @@ def test_run_logs_scalars_evals_probes_and_a_final_checkpoint(tmp_path: Path) ->
     ckpt = load_latest(checkpoint_dir(cfg.lab, result.run_id), result.run_id)
     assert ckpt is not None and ckpt.step == 12
     assert record.summary["val_loss"] == result.metrics["val_loss"]
+    # The logged grad norm (computed once, then clipped with) is the probe's global one.
+    logged = {m.step: m.value for m in metrics if m.name == "grad_norm"}
+    probed = {d.step: d.value for d in diagnostics if d.probe == "grad_norm" and d.layer is None
+              and d.key is None}  # fmt: skip
+    assert probed == pytest.approx({s: logged[s] for s in (0, 4, 8)}, rel=1e-6)
 
 
 def test_run_that_learns_is_done_and_one_that_does_not_is_stuck(tmp_path: Path) -> None:

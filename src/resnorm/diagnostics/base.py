@@ -14,6 +14,7 @@ Within one probe's output ``(layer, key)`` is unique, as the results store requi
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,8 +97,8 @@ def stack_modules(model: nn.Module, pattern: str = "") -> Iterator[tuple[str, st
 
 # --- statistics on tensors (also usable directly, e.g. by studies) ----------------------------
 def rms(x: Tensor) -> Tensor:
-    """Root mean square over all elements."""
-    return x.float().square().mean().sqrt()
+    """Root mean square over all elements (one fp32 reduction, no temporary copy of x)."""
+    return torch.linalg.vector_norm(x, dtype=torch.float32) / math.sqrt(x.numel())
 
 
 def max_abs(x: Tensor) -> Tensor:

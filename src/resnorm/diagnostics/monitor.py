@@ -7,11 +7,13 @@ The trainer calls it at three points of each step::
         monitor.before_step(step)          # probe steps: attach hooks, snapshot weights
         loss = loss_fn(model(x), y); loss.backward()
         monitor.after_backward(step)       # global grad norm (every step); per-layer grad norms
+                                           # (pass grad_norm= when already computed, to clip)
         clip(...); optimizer.step(); model.after_step()
         records = monitor.after_step(step) # update ratios, what the hooks saw; hooks removed
 
 Hooks exist only between ``before_step`` and ``after_backward`` of a probe step, so other steps
-pay nothing but the global gradient norm (one batched ``_foreach_norm``). With gradient
+pay nothing but the global gradient norm (one batched ``_foreach_norm``, or nothing when the
+caller passes the norm it computed to clip, as the trainer does). With gradient
 accumulation, call ``before_step`` before the first micro-batch and ``after_backward`` after the
 last: forward statistics are averaged over the micro-batches. Probes that run their own passes
 (``output_change``, ``layer_drop``) are not for this: use ``run_at_init`` on an eval batch.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from resnorm.diagnostics.base import (
     GradProbe,
@@ -82,9 +84,17 @@ class Monitor:
             elif isinstance(p, UpdateProbe):
                 p.snapshot(self.model)
 
-    def after_backward(self, step: int) -> None:
-        """After the backward pass(es), before clipping and the optimizer step."""
-        self.last_grad_norm = global_grad_norm(self.model)
+    def after_backward(self, step: int, grad_norm: float | Tensor | None = None) -> None:
+        """After the backward pass(es), before clipping and the optimizer step.
+
+        Args:
+            step: the iteration.
+            grad_norm: the global gradient norm when the caller has computed it already (a
+                trainer does, to clip); default: computed here.
+        """
+        self.last_grad_norm = float(grad_norm) if grad_norm is not None else None
+        if self.last_grad_norm is None:
+            self.last_grad_norm = global_grad_norm(self.model)
         if self._step != step:
             return
         for p in self.probes:

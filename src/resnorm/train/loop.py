@@ -40,7 +40,7 @@ from resnorm.data import IGNORE_INDEX, Data, build_data
 from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
 from resnorm.train.distributed import World, all_reduce_sum, setup, teardown
-from resnorm.train.optim import build_optimizer, lr_at, set_lr
+from resnorm.train.optim import build_optimizer, clip_grads_, grad_norm, lr_at, set_lr
 from resnorm.train.probing import Probing
 from resnorm.train.session import Session, open_session
 
@@ -286,11 +286,12 @@ class _Trainer:
             grads = [p.grad for p in self.params if p.grad is not None]
             grads[0].view(-1)[0] = float("nan")  # test hook: train.inject_nan_into = "grad"
         stats = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(stop))]), world)
+        norm = grad_norm(self.params)  # once: the monitor's per-step value and the clipping's
         if monitor:
-            monitor.after_backward(s)
-        max_norm = t.grad_clip if t.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-        return float(stats[0] / n_tokens), float(grad_norm), bool(stats[1])
+            monitor.after_backward(s, grad_norm=norm)
+        if t.grad_clip is not None:
+            clip_grads_(self.params, t.grad_clip, norm)
+        return float(stats[0] / n_tokens), float(norm), bool(stats[1])
 
     def update(self, s: int) -> None:
         """Optimizer step ``s + 1``, the topology's post-step hook, the step's probe records."""
@@ -328,10 +329,10 @@ def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
                 session.log(s, {"val_loss": tr.evaluate()})
             lr = lr_at(s, t)
             set_lr(tr.optimizer, lr)
-            loss, grad_norm, stopping = tr.iteration(s, stop.requested)
-            if not math.isfinite(loss) or not math.isfinite(grad_norm):
-                session.log(s, {"loss": loss, "lr": lr, "grad_norm": grad_norm})
-                what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient", grad_norm)
+            loss, gnorm, stopping = tr.iteration(s, stop.requested)
+            if not math.isfinite(loss) or not math.isfinite(gnorm):
+                session.log(s, {"loss": loss, "lr": lr, "grad_norm": gnorm})
+                what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient", gnorm)
                 raise _Diverged(s, f"non-finite {what} ({value})")
             tr.update(s)
             bar.update(1)
@@ -341,7 +342,7 @@ def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
                 now = time.perf_counter()
                 tps = tokens_per_step * (s + 1 - clock_step) / max(now - clock, 1e-9)
                 clock, clock_step = now, s + 1
-                last = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}
+                last = {"loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_per_s": tps}
                 session.log(s, last)
                 session.last = last
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", refresh=False)

@@ -7,16 +7,22 @@ regularizer. Embedding tables (``nn.Embedding`` weights, hence also a tied outpu
 decayed either, unless ``train.decay_embeddings``: a row is only updated when its token occurs,
 but decay shrinks every row every step (the choice of minGPT and OLMo 2; nanoGPT decays them).
 
+The step runs AdamW's fused kernel (one kernel over all tensors) where torch has one for the
+parameters' device: about 3x faster than the ``foreach`` implementation on a CPU (``make bench``,
+section ``optimizer``). The gradient norm is computed once per step (`grad_norm`) and serves
+both the logged value and clipping (`clip_grads_`).
+
 The schedule is a pure function of the step, so a resumed run needs no scheduler state.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from resnorm.config import TrainConfig
 
@@ -57,16 +63,47 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
+#: Device types with a fused AdamW kernel (torch >= 2.4 has CPU and CUDA ones).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fusable(params: Sequence[Tensor]) -> bool:
+    """Whether AdamW's fused kernel takes ``params``: floating point, on a device that has one."""
+    return all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over `param_groups` at the schedule's step-0 learning rate."""
+    """AdamW over `param_groups` at the schedule's step-0 learning rate; fused when `fusable`,
+    else ``foreach``. The two differ by rounding only (the same update, another kernel)."""
     groups = [g for g in param_groups(model, cfg) if g["params"]]
+    params = [p for g in groups for p in g["params"]]
+    impl = {"fused": True} if fusable(params) else {"foreach": True}
     return torch.optim.AdamW(
         groups,
         lr=lr_at(0, cfg),
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,
-        foreach=True,
+        **impl,
     )
+
+
+def grad_norm(params: Sequence[Tensor]) -> Tensor:
+    """``sqrt(sum_p ||grad p||^2)`` over ``params`` that have a gradient (fp32; 0 if none)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads, 2, dtype=torch.float32)  # type: ignore[arg-type]
+    return torch.linalg.vector_norm(torch.stack(list(norms)))
+
+
+@torch.no_grad()
+def clip_grads_(params: Sequence[Tensor], max_norm: float, norm: Tensor) -> None:
+    """Scale the gradients by ``min(1, max_norm / (norm + 1e-6))``, ``norm`` being their
+    `grad_norm` (the rule of ``torch.nn.utils.clip_grad_norm_``, without computing it again)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and math.isfinite(max_norm):
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, coef.to(grads[0].device))
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
