@@ -2,12 +2,14 @@
 
 `doctor()` detects the CPU (``/proc/cpuinfo``), torch's BLAS and oneDNN build, CUDA, and
 measures the fp32 and bf16 matmul throughput for a few seconds; `format_doctor` prints it. The
-precision decision (`choose_precision`) is the one ``train.precision = "auto"`` should take:
+precision decision (`choose_precision`) is the one ``train.precision = "auto"`` takes (the
+trainer calls `auto_precision` and records the decision and its reason in the run's environment):
 
 * CUDA with bf16 support: ``bf16`` (autocast).
 * CPU: ``bf16`` when the measured bf16 matmul peak is at least `BF16_MIN_SPEEDUP` times the fp32
   one (AMX / AVX512-BF16 through oneDNN; also on AMD CPUs, where torch's MKL takes a generic
   fp32 path), else ``fp32``: where bf16 is emulated it is slower, and it always costs accuracy.
+  Models narrower than `BF16_MIN_D_MODEL` stay ``fp32`` on a CPU.
 """
 
 from __future__ import annotations
@@ -156,13 +158,13 @@ def choose_precision(
         if cuda_bf16:
             return "bf16", "CUDA device supports bf16: autocast to bf16"
         return "fp32", "CUDA device without bf16 support"
-    if not peaks:
-        return "fp32", "no matmul measurement"
     if d_model is not None and d_model < BF16_MIN_D_MODEL:
         return "fp32", (
             f"d_model {d_model} < {BF16_MIN_D_MODEL}: on a CPU, casts cost more than bf16 "
             "matmuls save at this width"
         )
+    if not peaks:
+        return "fp32", "no matmul measurement"
     ratio = peaks["bf16"] / max(peaks["fp32"], 1e-9)
     measured = (
         f"bf16 matmul {peaks['bf16']:.0f} GFLOP/s vs fp32 {peaks['fp32']:.0f} GFLOP/s "
@@ -175,10 +177,12 @@ def choose_precision(
 
 def auto_precision(device: str = "cpu", d_model: int | None = None) -> tuple[str, str]:
     """``(precision, reason)`` for ``train.precision = "auto"``: `choose_precision` after a
-    short matmul measurement (about 0.5 s, once per process)."""
+    short matmul measurement (about 0.5 s, once per process; skipped for a model narrower than
+    `BF16_MIN_D_MODEL`, which stays fp32 on a CPU anyway)."""
     if device == "cuda":
         return choose_precision("cuda", None, cuda_info().get("bf16", False))
-    return choose_precision("cpu", _cpu_peaks(), d_model=d_model)
+    narrow = d_model is not None and d_model < BF16_MIN_D_MODEL
+    return choose_precision("cpu", None if narrow else _cpu_peaks(), d_model=d_model)
 
 
 @functools.lru_cache(maxsize=1)
@@ -242,6 +246,8 @@ def format_doctor(d: dict[str, Any]) -> str:
             )
         )
     rows.append(("precision", f"{d['precision']} on {d['device']}: {d['reason']}"))
+    if d["device"] == "cpu" and d["precision"] == "bf16":
+        rows.append(("", f"(models with d_model < {BF16_MIN_D_MODEL} stay fp32)"))
     rows += [("note", n) for n in d["notes"]]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

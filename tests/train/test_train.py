@@ -26,6 +26,7 @@ def test_run_logs_scalars_evals_probes_and_a_final_checkpoint(tmp_path: Path) ->
     assert record.config == cfg.to_dict() and result.run_id == cfg.run_id
     assert record.environment is not None and record.summary is not None
     assert record.environment["precision"] == "fp32" and record.environment["world_size"] == 1
+    assert record.environment["precision_reason"].startswith("d_model 16 < 256")
     steps = {
         name: [m.step for m in metrics if m.name == name] for name in {m.name for m in metrics}
     }
@@ -106,6 +107,22 @@ def test_bf16_autocast_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
     result = train(tiny_config(tmp_path / "lab", ["train.precision='bf16'"]), progress=False)
     assert math.isfinite(result.metrics["val_loss"])
     assert run_record(tmp_path / "lab").environment["precision"] == "bf16"
+
+
+def test_auto_precision_follows_the_cpu_measurement_and_records_why(tmp_path: Path) -> None:
+    from resnorm.doctor import auto_precision
+
+    overrides = ["model.d_model=256", "train.steps=2", "train.probe_every=0"]
+    result = train(tiny_config(tmp_path / "lab", overrides), progress=False)
+    env = run_record(tmp_path / "lab").environment
+    expected = auto_precision("cpu", 256)  # this process's measurement (cached)
+    assert (env["precision"], env["precision_reason"]) == expected
+    assert "GFLOP/s" in env["precision_reason"] and math.isfinite(result.metrics["loss"])
+    pinned = train(tiny_config(tmp_path / "pinned", [*overrides, "train.precision='fp32'"]),
+                   progress=False)  # fmt: skip
+    env = run_record(tmp_path / "pinned").environment
+    assert (env["precision"], env["precision_reason"]) == ("fp32", "set by train.precision")
+    assert pinned.status in ("done", "stuck")
 
 
 def test_a_run_being_trained_elsewhere_is_refused(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from resnorm.config import RunConfig
 from resnorm.data import IGNORE_INDEX, Data, build_data
 from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
-from resnorm.train.distributed import World, all_reduce_sum, setup, teardown
+from resnorm.train.distributed import World, all_reduce_sum, broadcast, setup, teardown
 from resnorm.train.optim import build_optimizer, clip_grads_, grad_norm, lr_at, set_lr
 from resnorm.train.probing import Probing
 from resnorm.train.session import Session, open_session
@@ -110,11 +110,20 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` on CUDA that supports it, else ``fp32``."""
+def resolve_precision(
+    precision: str, device: torch.device, d_model: int | None = None
+) -> tuple[str, str]:
+    """``(precision, reason)``: ``auto`` resolves through `resnorm.doctor.auto_precision`.
+
+    On CUDA: bf16 where the device supports it. On a CPU: bf16 when a short matmul measurement
+    (once per process) shows bf16 at least 1.3x faster than fp32 and ``d_model`` is wide
+    enough for that to pay; else fp32. The reason is recorded in the run's environment.
+    """
     if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return precision, "set by train.precision"
+    from resnorm.doctor import auto_precision
+
+    return auto_precision("cuda" if device.type == "cuda" else "cpu", d_model)
 
 
 def token_loss_sum(logits: Tensor, targets: Tensor) -> Tensor:
@@ -141,7 +150,9 @@ def evaluate(
     return float(total) / max(count, 1)
 
 
-def environment(cfg: RunConfig, world: World, precision: str, data: Data) -> dict[str, Any]:
+def environment(
+    cfg: RunConfig, world: World, precision: tuple[str, str], data: Data
+) -> dict[str, Any]:
     """Where and how the run executes (stored with the run, not part of its identity)."""
     dev = world.device
     return {
@@ -152,7 +163,8 @@ def environment(cfg: RunConfig, world: World, precision: str, data: Data) -> dic
         "device_name": torch.cuda.get_device_name(dev)
         if dev.type == "cuda"
         else platform.machine(),
-        "precision": precision,
+        "precision": precision[0],
+        "precision_reason": precision[1],
         "compile": cfg.train.compile,
         "deterministic": cfg.train.deterministic and dev.type == "cpu",
         "world_size": world.world_size,
@@ -201,7 +213,9 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainRes
             f"{cfg.data.batch_size} does not split into {world.world_size} ranks x "
             f"{t.grad_accum} micro-batches (train.grad_accum)",
         )
-    precision = resolve_precision(t.precision, device)
+    # Rank 0 decides (a CPU measurement could differ between processes) and tells the others.
+    mine = resolve_precision(t.precision, device, cfg.model.d_model) if world.is_main else None
+    precision: tuple[str, str] = broadcast(mine, world)
     torch.manual_seed(t.seed)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(model, t)
@@ -215,7 +229,7 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainRes
     session.begin(environment(cfg, world, precision, data))
     try:
         with _StopRequest() as stop, _deterministic(t.deterministic and device.type == "cpu"):
-            trainer = _Trainer(cfg, world, data, model, optimizer, session, precision)
+            trainer = _Trainer(cfg, world, data, model, optimizer, session, precision[0])
             return _loop(trainer, stop, progress)
     except BaseException as e:
         session.fail(e)
