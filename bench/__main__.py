@@ -21,7 +21,15 @@ from typing import Any
 from bench.machine import IdleWaiter
 from bench.report import render
 from bench.runner import log
-from bench.speed import Options, bf16_width, contenders, depth, optimizer, topologies
+from bench.speed import (
+    Options,
+    bf16_breakdown,
+    bf16_width,
+    contenders,
+    depth,
+    optimizer,
+    topologies,
+)
 from bench.training import bf16_training, diagnostics_overhead, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +38,7 @@ SECTIONS = (
     "contenders",
     "optimizer",
     "bf16_width",
+    "bf16_breakdown",
     "topologies",
     "depth",
     "diagnostics",
@@ -86,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             "contenders": lambda o, w: contenders(o, w, peak),
             "optimizer": optimizer,
             "bf16_width": bf16_width,
+            "bf16_breakdown": bf16_breakdown,
             "topologies": topologies,
             "depth": depth,
             "diagnostics": diagnostics_overhead,

@@ -140,15 +140,27 @@ def _depth(d: dict[str, Any]) -> list[str]:
         f"{w['seq_len']}, batch {w['batch_size']}; {d['rounds']} rounds.",
         "",
     ]
+    relative = d.get("per_layer_vs_deepest", {})
     rows = [
-        [n, ms(d["steps"][n]["median_s"]), f"{1e3 * d['per_layer_s'][n]:.1f}"]
+        [
+            n,
+            ms(d["steps"][n]["median_s"]),
+            f"{1e3 * d['per_layer_s'][n]:.1f}",
+            rng(relative[n]) if n in relative else "-",
+        ]
         for n in d["per_layer_s"]
     ]
-    out += table(["layers", "step ms", "ms per layer"], rows)
+    deepest = list(d["per_layer_s"])[-1]
+    out += table(["layers", "step ms", "ms per layer", f"step/L vs {deepest} layers"], rows)
     f = d["fit"]
     out += [
         "",
-        f"Spread of step/L: {d['per_layer_spread']:.3f}x. Linear fit: "
+        "The last column is per round (the machine's speed drifts between rounds): median "
+        "(min-max).",
+        "",
+        f"Spread of step/L (per-round medians): {d['per_layer_spread']:.3f}x; of the median "
+        f"step times: {d.get('per_layer_spread_of_medians', d['per_layer_spread']):.3f}x. "
+        "Linear fit: "
         f"{1e3 * f['per_layer_s']:.1f} ms per layer + {1e3 * f['fixed_s']:.0f} ms fixed "
         f"(embeddings, head, loss); (step - fixed)/L spread {d['per_layer_net_spread']:.3f}x.",
         "",
@@ -217,7 +229,11 @@ def _bf16(b: dict[str, Any]) -> list[str]:
         "",
         f"Validation loss difference {b['val_loss_rel_diff']:.2%}; trainer speed-up "
         f'{b["speedup_tokens_per_s"]:.2f}x; `train.precision = "auto"` resolves to '
-        f"`{b['trainer_auto_precision']}` here.",
+        f"`{b['trainer_auto_precision']}` here"
+        + (f" ({b['trainer_auto_reason']})." if b.get("trainer_auto_reason") else "."),
+        "The bf16 run requested "
+        + f"`{b['runs']['bf16'].get('requested_precision', 'bf16')}`; its recorded reason: "
+        + f"{b['runs']['bf16'].get('recorded_reason') or 'not recorded'}.",
         "",
     ]
     return out
@@ -254,6 +270,40 @@ def _bf16_width(b: dict[str, Any]) -> list[str]:
     return [*out, *table(["d_model", "fp32 ms", "bf16 ms", "speed-up"], rows), ""]
 
 
+def _bf16_breakdown(b: dict[str, Any]) -> list[str]:
+    fp32, bf16 = b["per_step_s"]["fp32"], b["per_step_s"]["bf16"]
+    total = {"fp32": sum(fp32.values()), "bf16": sum(bf16.values())}
+    out = [
+        "## Where a bf16 step spends its time",
+        "",
+        "resnorm pre_ln on the reference config under `torch.profiler`: self CPU time per op, "
+        f"grouped, per step ({b['rounds']} rounds x {b['steps_per_round']} steps per "
+        "precision, alternating; the profiler adds some overhead to both).",
+        "",
+    ]
+    rows = [
+        [
+            c,
+            f"{fp32[c] * 1e3:,.0f}",
+            f"{bf16[c] * 1e3:,.0f}",
+            f"{b['speedup'][c]:.2f}x" if min(fp32[c], bf16[c]) >= 1e-3 else "-",
+            pct(bf16[c] / total["bf16"]),
+        ]
+        for c in fp32
+    ]
+    rows.append(
+        [
+            "step",
+            f"{total['fp32'] * 1e3:,.0f}",
+            f"{total['bf16'] * 1e3:,.0f}",
+            f"{b['step_speedup']:.2f}x",
+            "100%",
+        ]
+    )
+    out += table(["part", "fp32 ms", "bf16 ms", "speed-up", "of the bf16 step"], rows)
+    return [*out, ""]
+
+
 def _targets(r: dict[str, dict[str, Any] | None]) -> list[str]:
     c, t, d, g, b, s = (
         r.get(k)
@@ -283,7 +333,8 @@ def _targets(r: dict[str, dict[str, Any] | None]) -> list[str]:
         )
         add(
             "bf16 is the trainer's default here",
-            f"auto -> {b['trainer_auto_precision']}",
+            f"auto -> {b['trainer_auto_precision']} (recorded: "
+            f"{b['runs']['bf16'].get('recorded_precision')})",
             b["trainer_auto_precision"] == "bf16",
         )
     if t:
@@ -341,6 +392,7 @@ def render(results: Path) -> str:
         ("topologies", _topologies),
         ("bf16_training", _bf16),
         ("bf16_width", _bf16_width),
+        ("bf16_breakdown", _bf16_breakdown),
         ("diagnostics", _diagnostics),
         ("depth", _depth),
     ]

@@ -22,7 +22,7 @@ from bench.contenders import (
     resnorm_model,
     versions,
 )
-from bench.machine import IdleWaiter, Timed
+from bench.machine import CpuSample, IdleWaiter, Interference, Timed
 from bench.runner import interleaved, log, ratios, summarize, total_ratio
 
 #: Why a topology is allowed to be slower than 1.3x pre_ln: it carries more than one stream.
@@ -189,6 +189,13 @@ def depth(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
         budget_s=o.n(150, 40),
         min_rounds=o.n(3, 1),
     )
+    deepest = depths[-1]
+    # Per round, step/L relative to the deepest model's step/L in the same round: the machine's
+    # speed drifts between rounds (shared hosts), which a ratio of medians would mix in.
+    relative = {
+        n: {k: v * deepest / n for k, v in ratios(times[str(n)], times[str(deepest)]).items()}
+        for n in depths
+    }
     med = {n: statistics.median(t.seconds for t in times[str(n)]) for n in depths}
     # Least squares step = a + b L: b is the marginal cost of a layer, a the embedding, head,
     # loss and optimizer overhead that does not grow with depth.
@@ -202,7 +209,10 @@ def depth(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
         "depths": depths,
         "steps": {str(n): summarize(times[str(n)]) for n in depths},
         "per_layer_s": {str(n): per_layer[n] for n in depths},
-        "per_layer_spread": max(per_layer.values()) / min(per_layer.values()),
+        "per_layer_vs_deepest": {str(n): relative[n] for n in depths},
+        "per_layer_spread": max(r["median"] for r in relative.values())
+        / min(r["median"] for r in relative.values()),
+        "per_layer_spread_of_medians": max(per_layer.values()) / min(per_layer.values()),
         "fit": {"per_layer_s": slope, "fixed_s": intercept},
         "per_layer_net_spread": max((med[n] - intercept) / n for n in depths)
         / min((med[n] - intercept) / n for n in depths),
@@ -260,4 +270,69 @@ def bf16_width(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
             }
             for d in widths
         },
+    }
+
+
+#: Self-time categories of a profiled step: which ops bf16 autocast speeds up and which not.
+BREAKDOWN = ("matmul", "attention", "casts and copies", "other")
+_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv"}
+_COPY_OPS = {"aten::copy_", "aten::_to_copy", "aten::to", "aten::clone", "aten::contiguous"}
+
+
+def op_category(name: str) -> str:
+    """The `BREAKDOWN` category of a profiler event name (``aten::...``)."""
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
+    if name in _MATMUL_OPS:
+        return "matmul"
+    if name in _COPY_OPS:
+        return "casts and copies"
+    return "other"
+
+
+def bf16_breakdown(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
+    """Where a reference-config step of resnorm spends its time, fp32 vs bf16 autocast.
+
+    ``torch.profiler`` self CPU time per op, grouped by `op_category`, per step; rounds
+    alternate the two precisions. It shows which part of the step bf16 does not speed up,
+    which bounds the whole step's speed-up (Amdahl).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    trainees = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        trainees[precision] = (
+            Trainee(resnorm_model(REFERENCE), bf16=precision == "bf16"),
+            Batches(REFERENCE),
+        )
+    for trainee, batches in trainees.values():  # warm up (oneDNN builds kernels on first use)
+        trainee.step(*batches.next())
+    rounds, steps = o.n(3, 1), 2
+    totals = {p: dict.fromkeys(BREAKDOWN, 0.0) for p in trainees}
+    interference = {p: 0.0 for p in trainees}
+    for r in range(rounds):
+        for precision, (trainee, batches) in trainees.items():
+            waiter.wait()
+            log(f"bf16_breakdown: round {r + 1}/{rounds} {precision}")
+            a = CpuSample.now()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    trainee.step(*batches.next())
+            interference[precision] = max(
+                interference[precision], Interference.between(a, CpuSample.now()).fraction
+            )
+            for event in prof.key_averages():
+                totals[precision][op_category(event.key)] += event.self_cpu_time_total / 1e6
+    n = rounds * steps
+    per_step = {p: {c: s / n for c, s in cats.items()} for p, cats in totals.items()}
+    fp32, bf16 = per_step["fp32"], per_step["bf16"]
+    return {
+        "workload": asdict(REFERENCE),
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "per_step_s": per_step,
+        "speedup": {c: fp32[c] / bf16[c] if bf16[c] else None for c in BREAKDOWN},
+        "step_speedup": sum(fp32.values()) / sum(bf16.values()),
+        "interference_max": {p: round(v, 4) for p, v in interference.items()},
     }

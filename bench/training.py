@@ -15,6 +15,7 @@ from bench.contenders import REFERENCE, Batches, Trainee, Workload, resnorm_mode
 from bench.machine import CpuSample, IdleWaiter, Interference, timed
 from bench.runner import interleaved, log, ratios, summarize
 from bench.speed import Options
+from resnorm.train.optim import clip_grads_, grad_norm
 
 
 def run_config(w: Workload, lab: str, **train: Any) -> Any:
@@ -39,13 +40,17 @@ def bf16_training(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
 
     steps = o.n(300, 30)
     runs: dict[str, Any] = {}
+    # The bf16 run is the trainer's default ("auto") where that resolves to bf16, so its
+    # recorded environment shows the default; elsewhere bf16 is requested explicitly.
+    auto = resolve_precision("auto", torch.device("cpu"), REFERENCE.d_model)
+    requests = {"fp32": "fp32", "bf16": "auto" if auto[0] == "bf16" else "bf16"}
     with tempfile.TemporaryDirectory() as lab:
-        for precision in ("fp32", "bf16"):
+        for precision, requested in requests.items():
             cfg = run_config(
                 REFERENCE,
                 lab,
                 steps=steps,
-                precision=precision,
+                precision=requested,
                 probe_every=0,
                 checkpoint_every=steps,
                 warmup_steps=min(100, steps // 3),
@@ -69,7 +74,9 @@ def bf16_training(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
                 "loss_curve": [(m.step, m.value) for m in losses],
                 "wall_s": interference.wall_s,
                 "tokens_per_s_median": statistics.median(tps) if tps else math.nan,
+                "requested_precision": requested,
                 "recorded_precision": env.get("precision"),
+                "recorded_reason": env.get("precision_reason"),
                 "interference": round(interference.fraction, 4),
             }
     fp32, bf16 = runs["fp32"], runs["bf16"]
@@ -79,7 +86,8 @@ def bf16_training(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
         "runs": runs,
         "val_loss_rel_diff": abs(bf16["val_loss"] - fp32["val_loss"]) / fp32["val_loss"],
         "speedup_tokens_per_s": bf16["tokens_per_s_median"] / fp32["tokens_per_s_median"],
-        "trainer_auto_precision": resolve_precision("auto", torch.device("cpu")),
+        "trainer_auto_precision": auto[0],
+        "trainer_auto_reason": auto[1],
     }
 
 
@@ -97,6 +105,7 @@ class _Logged:
         self.batches = Batches(w)
         self.store, self.run_id, self.every = store, run_id, every
         self.monitor = Monitor(self.trainee.model, DEFAULT_PROBES, every=every) if monitor else None
+        self.params = list(self.trainee.model.parameters())
         self.s = 0
 
     def step(self) -> None:
@@ -106,9 +115,10 @@ class _Logged:
         loss = t.loss(*self.batches.next())
         loss.backward()
         loss = loss.detach()
+        norm = grad_norm(self.params)  # as the trainer: once, for the log and the clipping
         if m:
-            m.after_backward(s)
-        norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0, foreach=True)
+            m.after_backward(s, grad_norm=norm)
+        clip_grads_(self.params, 1.0, norm)
         t.optimizer.step()
         t.optimizer.zero_grad(set_to_none=True)
         t.after_step()
