@@ -324,7 +324,7 @@ def _targets(r: dict[str, dict[str, Any] | None]) -> list[str]:
         else:
             add(target, rng(x), x["median"] <= 1.0)
         x = c["bf16_speedup"]["resnorm"]
-        add("bf16 autocast >= 1.8x fp32 step speed", rng(x, "{:.2f}"), x["median"] >= 1.8)
+        add("bf16 autocast >= 1.8x fp32 step speed", rng(x), x["median"] >= 1.8)
     if b:
         add(
             "bf16 final val loss within 1% of fp32",
