@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from resnorm.diagnostics import (
     run_at_init,
     token_cosine,
 )
+from resnorm.diagnostics.forward import StreamRMS
 from resnorm.diagnostics.perturb import OutputChange
 from resnorm.errors import ConfigError
 from resnorm.nn.config import ModelConfig
@@ -387,6 +389,30 @@ def test_monitor_takes_the_norm_the_caller_computed_on_steps_without_probes():
         # A step without probes reports what it was given; a probe step its own grouped sum.
         expected = given if given is not None and step % 2 else measured
         assert glob == [pytest.approx(expected, rel=1e-5)]
+
+
+def test_monitor_seconds_counts_its_hooks_and_calls_on_probe_steps_only():
+    class SlowStreamRMS(StreamRMS):
+        def stat(self, x: Tensor) -> Tensor:
+            time.sleep(0.01)
+            return super().stat(x)
+
+    model, (ids, targets) = setup(tiny(n_layers=2))
+    probe = SlowStreamRMS()
+    monitor = Monitor(model, [probe, "grad_norm"], every=2)
+    assert monitor.seconds == 0.0
+    elapsed = {}
+    for step in (0, 1):
+        start, before = time.perf_counter(), monitor.seconds
+        monitor.before_step(step)
+        cross_entropy(model(ids), targets).backward()
+        monitor.after_backward(step)
+        monitor.after_step(step)
+        elapsed[step] = (monitor.seconds - before, time.perf_counter() - start)
+    # 2 layers x 2 sublayer taps + the embedding output = 5 hook calls of >= 10 ms each.
+    assert probe.seconds >= 0.05 and elapsed[0][0] >= probe.seconds
+    assert elapsed[0][0] <= elapsed[0][1]  # inside the diagnostics is part of the step
+    assert elapsed[1][0] < 0.01  # no hooks on other steps: the global grad norm only
 
 
 def test_monitor_grad_norms_equal_run_at_init_on_the_same_weights_and_batch():

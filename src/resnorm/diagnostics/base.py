@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,7 @@ class HookProbe(Probe):
     returns the records of what was seen since the last ``attach`` and clears it. A value seen
     several times (several forward passes, e.g. gradient accumulation) is averaged, or maxed
     when ``reduce == "max"``. Statistics stay on the device until ``collect`` (one sync).
+    ``seconds`` accumulates the wall time spent inside the hooks (on a GPU: launching them).
     """
 
     kind = "forward"
@@ -172,6 +174,7 @@ class HookProbe(Probe):
     def __init__(self) -> None:
         self._handles: list[RemovableHandle] = []
         self._seen: dict[tuple[int | None, str], list[Tensor]] = defaultdict(list)
+        self.seconds = 0.0
 
     def attach(self, model: nn.Module) -> None:
         """Register this probe's hooks on ``model`` (forgetting anything seen before)."""
@@ -201,8 +204,10 @@ class HookProbe(Probe):
         """Record ``stat`` of the first positional input of ``module`` (forward pre-hook)."""
 
         def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
+            start = time.perf_counter()
             with torch.no_grad():
                 self.add(layer, key, stat(args[0]))
+            self.seconds += time.perf_counter() - start
 
         self._handles.append(module.register_forward_pre_hook(hook))
 
@@ -217,8 +222,10 @@ class HookProbe(Probe):
         """Record ``stat`` of the output (or first input) of ``module`` (forward hook)."""
 
         def hook(_: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+            start = time.perf_counter()
             with torch.no_grad():
                 self.add(layer, key, stat(args[0] if use_input else output))
+            self.seconds += time.perf_counter() - start
 
         self._handles.append(module.register_forward_hook(hook))
 

@@ -21,7 +21,10 @@ last: forward statistics are averaged over the micro-batches. Probes that run th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from torch import Tensor, nn
 
@@ -37,6 +40,22 @@ from resnorm.diagnostics.base import (
 from resnorm.diagnostics.gradients import GradNorm, global_grad_norm
 from resnorm.errors import ConfigError
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _timed(method: _F) -> _F:
+    """Add the wall time of a `Monitor` method's call to ``self._own_seconds``."""
+
+    @functools.wraps(method)
+    def wrapper(self: Monitor, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._own_seconds += time.perf_counter() - start
+
+    return cast(_F, wrapper)
+
 
 class Monitor:
     """Runs ``probes`` on every ``every``-th step (step 0 included) of a training loop.
@@ -49,6 +68,9 @@ class Monitor:
 
     Attributes:
         last_grad_norm: the global gradient norm measured by the latest ``after_backward``.
+        seconds: wall time spent in diagnostics since construction: the Monitor's calls plus
+            its probes' hooks during forward passes (what the probes cost a training loop,
+            measured directly rather than as the difference of two noisy step times).
     """
 
     def __init__(self, model: nn.Module, probes: Sequence[str | Probe] = (), every: int = 100):
@@ -66,11 +88,18 @@ class Monitor:
         self.last_grad_norm: float | None = None
         self._pending: list[Record] = []
         self._step: int | None = None
+        self._own_seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        hooks = sum(p.seconds for p in self.probes if isinstance(p, HookProbe))
+        return self._own_seconds + hooks
 
     def active(self, step: int) -> bool:
         """Whether ``step`` is a probe step."""
         return self.every > 0 and step % self.every == 0
 
+    @_timed
     def before_step(self, step: int) -> None:
         """Before the forward pass(es) of ``step``: on probe steps, attach hooks, snapshot."""
         self.close()
@@ -84,6 +113,7 @@ class Monitor:
             elif isinstance(p, UpdateProbe):
                 p.snapshot(self.model)
 
+    @_timed
     def after_backward(self, step: int, grad_norm: float | Tensor | None = None) -> None:
         """After the backward pass(es), before clipping and the optimizer step.
 
@@ -103,6 +133,7 @@ class Monitor:
             elif isinstance(p, GradProbe):
                 self._pending += p.records(self.model)
 
+    @_timed
     def after_step(self, step: int) -> list[Record]:
         """After the optimizer step (and ``model.after_step()``): this step's records.
 
