@@ -55,13 +55,20 @@ def peaks(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
 
 
 def _git_sha() -> str | None:
+    """The commit measured, ``-dirty`` when tracked code differs from it (results excluded)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         )
-        return out.stdout.strip() or None
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             ":!bench/results", ":!docs/performance.md"],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
     except OSError:
         return None
+    sha = out.stdout.strip()
+    return (sha + ("-dirty" if changed.stdout.strip() else "")) or None
 
 
 def main(argv: list[str] | None = None) -> int:

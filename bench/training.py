@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -107,6 +108,8 @@ class _Logged:
         self.monitor = Monitor(self.trainee.model, DEFAULT_PROBES, every=every) if monitor else None
         self.params = list(self.trainee.model.parameters())
         self.s = 0
+        self.inside_s: list[float] = []  # per block: seconds in the Monitor and its logging
+        self._logging_s = 0.0
 
     def step(self) -> None:
         t, m, s = self.trainee, self.monitor, self.s
@@ -124,36 +127,46 @@ class _Logged:
         t.after_step()
         if m:
             records = m.after_step(s)
+            start = time.perf_counter()
             self.store.log_metrics(self.run_id, s, {"loss": float(loss), "grad_norm": float(norm)})
             if m.active(s):
                 self.store.log_diagnostics(self.run_id, s, records)
+            self._logging_s += time.perf_counter() - start
         elif s % self.every == 0:
             self.store.log_metrics(self.run_id, s, {"loss": float(loss)})
         self.s += 1
 
     def block(self) -> None:
+        before = self._inside()
         for _ in range(self.every):
             self.step()
+        self.inside_s.append(self._inside() - before)
+
+    def _inside(self) -> float:
+        return self._logging_s + (self.monitor.seconds if self.monitor else 0.0)
 
 
 def diagnostics_overhead(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
-    """Step time with diagnostics on (probes every 10 steps, per-step scalars) vs off."""
+    """Step time with diagnostics on (probes every 10 steps, per-step scalars) vs off, as
+    10-step blocks interleaved; and the time spent inside the diagnostics (`Monitor.seconds`
+    plus the store calls that log them) over the time of a block without them."""
     from resnorm.store import Store
 
     every = 10
     configs = {  # workload, rounds, time budget (s)
-        "reference": (REFERENCE, o.n(6, 2), o.n(200, 40)),
-        "d64_l4": (REFERENCE.replace(d_model=64, n_layers=4), o.n(20, 3), o.n(60, 20)),
+        "reference": (REFERENCE, o.n(8, 2), o.n(240, 40)),
+        "d64_l4": (REFERENCE.replace(d_model=64, n_layers=4), o.n(30, 3), o.n(90, 20)),
     }
     out: dict[str, Any] = {"every": every, "configs": {}}
     with tempfile.TemporaryDirectory() as lab, Store(lab) as store:
         for key, (w, rounds, budget) in configs.items():
             for variant in ("on", "off"):
                 store.upsert_run(f"{key}-{variant}", {"bench": key, "diagnostics": variant})
-            units = {
-                v: _Logged(w, store, f"{key}-{v}", monitor=v == "on", every=every).block
+            logged = {
+                v: _Logged(w, store, f"{key}-{v}", monitor=v == "on", every=every)
                 for v in ("on", "off")
             }
+            units = {v: u.block for v, u in logged.items()}
             log(f"diagnostics {key}: 2 x (1 + {rounds}) blocks of {every} steps")
             times = interleaved(
                 units,
@@ -167,12 +180,20 @@ def diagnostics_overhead(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
                 min_rounds=2,
             )
             r = ratios(times["on"], times["off"])
+            inside = logged["on"].inside_s[1:]  # after the warmup block
             out["configs"][key] = {
                 "workload": asdict(w),
                 "rounds": len(times["on"]),
                 "on": summarize(times["on"]),
                 "off": summarize(times["off"]),
                 "overhead": {k: v - 1 for k, v in r.items()},
+                "inside_s_per_block": {
+                    "median": statistics.median(inside),
+                    "min": min(inside),
+                    "max": max(inside),
+                },
+                "attributed": statistics.median(inside)
+                / statistics.median(t.seconds for t in times["off"]),
             }
     return out
 
