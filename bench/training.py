@@ -16,7 +16,8 @@ from bench.contenders import REFERENCE, Batches, Trainee, Workload, resnorm_mode
 from bench.machine import CpuSample, IdleWaiter, Interference, timed
 from bench.runner import interleaved, log, ratios, summarize
 from bench.speed import Options
-from resnorm.train.optim import clip_grads_, grad_norm
+from resnorm.diagnostics.gradients import total_grad_norm
+from resnorm.train.optim import clip_grads_
 
 
 def run_config(w: Workload, lab: str, **train: Any) -> Any:
@@ -118,7 +119,7 @@ class _Logged:
         loss = t.loss(*self.batches.next())
         loss.backward()
         loss = loss.detach()
-        norm = grad_norm(self.params)  # as the trainer: once, for the log and the clipping
+        norm = total_grad_norm(self.params)  # as the trainer: once, for the log and the clipping
         if m:
             m.after_backward(s, grad_norm=norm)
         clip_grads_(self.params, 1.0, norm)

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from resnorm.config import TrainConfig
+from resnorm.diagnostics.gradients import total_grad_norm
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import build_model
 from resnorm.train.optim import (
     build_optimizer,
     clip_grads_,
     fusable,
-    grad_norm,
     lr_at,
     param_groups,
 )
@@ -121,7 +121,7 @@ def test_grad_norm_and_clip_equal_torch_clip_grad_norm(max_norm: float) -> None:
     params = list(ours.parameters())
     params[3].grad = None  # parameters without a gradient are skipped by both
     list(theirs.parameters())[3].grad = None
-    norm = grad_norm(params)
+    norm = total_grad_norm(params)
     expected = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm, foreach=True)
     torch.testing.assert_close(norm, expected)
     squares = [float(p.grad.double().square().sum()) for p in params if p.grad is not None]
@@ -134,5 +134,5 @@ def test_grad_norm_and_clip_equal_torch_clip_grad_norm(max_norm: float) -> None:
         else:
             torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
     if max_norm < by_hand:
-        assert float(grad_norm(params)) == pytest.approx(max_norm, rel=1e-4)
-    assert float(grad_norm([torch.nn.Parameter(torch.zeros(2))])) == 0.0
+        assert float(total_grad_norm(params)) == pytest.approx(max_norm, rel=1e-4)
+    assert float(total_grad_norm([torch.nn.Parameter(torch.zeros(2))])) == 0.0

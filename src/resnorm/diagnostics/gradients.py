@@ -10,9 +10,10 @@ layers under its own name (``embed.tok.weight``, ``decoder.final_norm.weight``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from resnorm.diagnostics.base import (
     GradProbe,
@@ -30,13 +31,19 @@ def grad_squares(model: nn.Module) -> tuple[list[str], list[float]]:
     return [n for n, _ in named], squared_norms([g for _, g in named])  # type: ignore[misc]
 
 
-def global_grad_norm(model: nn.Module) -> float:
-    """``sqrt(sum_p ||grad p||^2)`` over all parameters with a gradient (0 if none)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+def total_grad_norm(params: Iterable[Tensor]) -> Tensor:
+    """``sqrt(sum_p ||grad p||^2)`` over ``params`` that have a gradient, as an fp32 tensor
+    (0 if none): one batched ``_foreach_norm``, no sync."""
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return torch.zeros(())
     norms = torch._foreach_norm(grads, 2, dtype=torch.float32)  # type: ignore[arg-type]
-    return float(torch.linalg.vector_norm(torch.stack(list(norms))))
+    return torch.linalg.vector_norm(torch.stack(list(norms)))
+
+
+def global_grad_norm(model: nn.Module) -> float:
+    """`total_grad_norm` over all of ``model``'s parameters, as a float."""
+    return float(total_grad_norm(model.parameters()))
 
 
 @register

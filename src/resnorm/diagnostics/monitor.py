@@ -122,9 +122,9 @@ class Monitor:
             grad_norm: the global gradient norm when the caller has computed it already (a
                 trainer does, to clip); default: computed here.
         """
-        self.last_grad_norm = float(grad_norm) if grad_norm is not None else None
-        if self.last_grad_norm is None:
-            self.last_grad_norm = global_grad_norm(self.model)
+        self.last_grad_norm = (
+            float(grad_norm) if grad_norm is not None else global_grad_norm(self.model)
+        )
         if self._step != step:
             return
         for p in self.probes:

@@ -37,10 +37,11 @@ from tqdm import tqdm
 
 from resnorm.config import RunConfig
 from resnorm.data import IGNORE_INDEX, Data, build_data
+from resnorm.diagnostics.gradients import total_grad_norm
 from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
 from resnorm.train.distributed import World, all_reduce_sum, broadcast, setup, teardown
-from resnorm.train.optim import build_optimizer, clip_grads_, grad_norm, lr_at, set_lr
+from resnorm.train.optim import build_optimizer, clip_grads_, lr_at, set_lr
 from resnorm.train.probing import Probing
 from resnorm.train.session import Session, open_session
 
@@ -300,7 +301,7 @@ class _Trainer:
             grads = [p.grad for p in self.params if p.grad is not None]
             grads[0].view(-1)[0] = float("nan")  # test hook: train.inject_nan_into = "grad"
         stats = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(stop))]), world)
-        norm = grad_norm(self.params)  # once: the monitor's per-step value and the clipping's
+        norm = total_grad_norm(self.params)  # once: the monitor's per-step value and the clipping's
         if monitor:
             monitor.after_backward(s, grad_norm=norm)
         if t.grad_clip is not None:

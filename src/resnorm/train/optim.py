@@ -9,8 +9,8 @@ but decay shrinks every row every step (the choice of minGPT and OLMo 2; nanoGPT
 
 The step runs AdamW's fused kernel (one kernel over all tensors) where torch has one for the
 parameters' device: about 3x faster than the ``foreach`` implementation on a CPU (``make bench``,
-section ``optimizer``). The gradient norm is computed once per step (`grad_norm`) and serves
-both the logged value and clipping (`clip_grads_`).
+section ``optimizer``). The trainer computes the gradient norm once per step and uses it for
+the logged value, the monitor and clipping (`clip_grads_`).
 
 The schedule is a pure function of the step, so a resumed run needs no scheduler state.
 """
@@ -87,19 +87,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-def grad_norm(params: Sequence[Tensor]) -> Tensor:
-    """``sqrt(sum_p ||grad p||^2)`` over ``params`` that have a gradient (fp32; 0 if none)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    norms = torch._foreach_norm(grads, 2, dtype=torch.float32)  # type: ignore[arg-type]
-    return torch.linalg.vector_norm(torch.stack(list(norms)))
-
-
 @torch.no_grad()
 def clip_grads_(params: Sequence[Tensor], max_norm: float, norm: Tensor) -> None:
     """Scale the gradients by ``min(1, max_norm / (norm + 1e-6))``, ``norm`` being their
-    `grad_norm` (the rule of ``torch.nn.utils.clip_grad_norm_``, without computing it again)."""
+    `~resnorm.diagnostics.gradients.total_grad_norm` (the rule of
+    ``torch.nn.utils.clip_grad_norm_``, without computing the norm again)."""
     grads = [p.grad for p in params if p.grad is not None]
     if grads and math.isfinite(max_norm):
         coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
