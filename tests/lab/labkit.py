@@ -131,7 +131,7 @@ def tiny_study(folder: Path) -> tuple[Path, StudySpec]:
 
 
 def lab_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "resnorm.lab", *args]
+    return [sys.executable, "-m", "resnorm", *args]
 
 
 def run_cli(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from resnorm.lab.cli import main
+from resnorm.cli import main
 from resnorm.report import write_report
 
 ARTIFACTS = Path(__file__).parents[2] / "ci-artifacts"

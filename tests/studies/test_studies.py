@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
+from resnorm.diagnostics.paths import SkipPathsConfig, skip_paths
 from resnorm.lab import plan, study_from_dict
 from resnorm.lab.tasks import BatchConfig, ProbeConfig, probe_at_init, resolve
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.context import Context
 from resnorm.nn.model import build_model
 from resnorm.studies import STUDIES, demo_studies, get_study
-from resnorm.studies.skip import SkipPathsConfig, skip_paths
 
 NAMES = STUDIES.names()
 

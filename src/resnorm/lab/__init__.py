@@ -7,7 +7,11 @@
   default ``local`` executor needs the ``if __name__ == "__main__":`` guard (spawned workers).
 * `study_status` (`resnorm.lab.manifest`): runs per status of each study of a lab.
 * `make_executor` (`resnorm.lab.executors`): ``local`` process pool, ``ray``, ``serial``.
-* `execute` (`resnorm.lab.tasks`): the run function every executor runs.
+* `execute` (`resnorm.lab.tasks`): the run function every executor runs; the measurements it
+  runs besides training and probes are registered in `resnorm.diagnostics.measures`.
+
+The lab never imports `resnorm.studies`: the built-in studies are its client, and only the
+command line (`resnorm.studies.cli`) maps a study's name to its spec.
 """
 
 from __future__ import annotations
@@ -16,13 +20,11 @@ from resnorm.lab.executors import EXECUTORS, make_executor
 from resnorm.lab.manifest import study_status
 from resnorm.lab.runner import PlannedRun, StudyResult, plan, reanalyze, run_studies, run_study
 from resnorm.lab.spec import Axis, Part, StudySpec, grid, load_study, study_from_dict
-from resnorm.lab.tasks import MEASURES, Measure, execute
+from resnorm.lab.tasks import execute
 
 __all__ = [
     "EXECUTORS",
-    "MEASURES",
     "Axis",
-    "Measure",
     "Part",
     "PlannedRun",
     "StudyResult",

@@ -12,8 +12,9 @@ Run kinds:
   final weights (one validation batch), logged at the final step.
 * ``probe``: a model at init and `resnorm.diagnostics.run_at_init` on one batch (random tokens
   or the built-in corpus), seeded.
-* a registered measurement (`MEASURES`): a function of its own typed config returning records,
-  for what is not a resnorm model (the attention-only paths of the ``skip`` study).
+* a registered measurement (`resnorm.diagnostics.measures.MEASURES`): a function of its own
+  typed config returning records, for what is not a resnorm model (the attention-only paths of
+  the ``skip`` study).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnorm.errors import ConfigError, choice_error
 from resnorm.registry import Registry
 from resnorm.typed import from_mapping, to_dict
+
+if TYPE_CHECKING:
+    from resnorm.diagnostics.measures import Measure
 
 #: A task's output: JSON-ready rows for the driver to store (see `empty_output`).
 Output = dict[str, Any]
@@ -92,27 +96,17 @@ class ProbeConfig:
                 raise ConfigError(f"params.{name}", f"not one of the probes {list(self.probes)}")
 
 
-@dataclass(frozen=True)
-class Measure:
-    """A registered measurement: its config dataclass and the function that measures it.
+def _measures() -> Registry[Measure]:
+    # Imported when needed: the diagnostics package imports torch, which `import resnorm.lab`
+    # (the CLI's study status, the report) does not need.
+    from resnorm.diagnostics.measures import MEASURES
 
-    ``fn(config)`` returns ``(records, summary)``: diagnostics records (``probe``, ``layer``,
-    ``key``, ``value``, ``unit``; logged at step 0) and a dict of scalars.
-    """
-
-    config: type
-    fn: Callable[[Any], tuple[list[Any], dict[str, float]]]
-    seed_field: str = "seed"
-
-
-MEASURES: Registry[Measure] = Registry("run kind")
+    return MEASURES
 
 
 def run_kinds() -> list[str]:
     """Every run kind a study part can name."""
-    import resnorm.studies  # noqa: F401  (registers the studies' measurements)
-
-    return ["train", "probe", *MEASURES.names()]
+    return ["train", "probe", *_measures().names()]
 
 
 def seed_fields(run: str) -> tuple[str, ...]:
@@ -121,9 +115,7 @@ def seed_fields(run: str) -> tuple[str, ...]:
         return ("train.seed", "data.seed")
     if run == "probe":
         return ("seed",)
-    import resnorm.studies  # noqa: F401
-
-    return (MEASURES.get(run, "run").seed_field,)
+    return (_measures().get(run, "run").seed_field,)
 
 
 def resolve(run: str, tree: Mapping[str, Any], lab: str | Path) -> tuple[str, dict[str, Any]]:
@@ -139,9 +131,7 @@ def resolve(run: str, tree: Mapping[str, Any], lab: str | Path) -> tuple[str, di
     if run == "probe":
         resolved = to_dict(from_mapping(ProbeConfig, tree, "base"))
     else:
-        import resnorm.studies  # noqa: F401
-
-        resolved = to_dict(from_mapping(MEASURES.get(run, "run").config, tree, "base"))
+        resolved = to_dict(from_mapping(_measures().get(run, "run").config, tree, "base"))
     return config_hash({"run": run, **resolved}), resolved
 
 
@@ -200,13 +190,12 @@ def _measure(task: Mapping[str, Any], out: Output) -> None:
     import torch
 
     run = task["run"]
+    records: Sequence[Any]
     if run == "probe":
         config = from_mapping(ProbeConfig, task["config"], "config")
         records, summary = probe_at_init(config)
     else:
-        import resnorm.studies  # noqa: F401
-
-        measure = MEASURES.get(run, "run")
+        measure = _measures().get(run, "run")
         records, summary = measure.fn(from_mapping(measure.config, task["config"], "config"))
     from resnorm.store.records import diagnostic_fields
 

@@ -13,7 +13,7 @@ from resnorm.registry import Registry
 from resnorm.studies.at_init import gradients_at_init, output_change
 from resnorm.studies.common import SCALES
 from resnorm.studies.growth import curse_of_depth, peri
-from resnorm.studies.skip import skip  # also registers the skip_paths measurement
+from resnorm.studies.skip import skip
 from resnorm.studies.stream import init_scaling, token_alignment
 from resnorm.studies.training import depth, no_norm, warmup
 

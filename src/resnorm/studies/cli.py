@@ -1,11 +1,13 @@
 """The lab's commands: ``resnorm study list | run | status``, ``resnorm report``, ``resnorm demo``.
 
+They live with the studies, not in the lab: this is the one place that maps a study's name to
+its spec (`resnorm.studies.get_study`), so the lab never imports the studies that use it.
+
 Each command is a class with ``add_arguments(parser)`` and ``run(args) -> int`` (the exit
 status: 0 done, 2 bad input with the field named and nothing run, 130 interrupted: run the same
 command again to resume): `StudyList`, `StudyRun`, `StudyStatus`, `Report`, `Demo`. The module's
 own ``add_arguments``/``run`` are the ``study`` group (``list | run | status``), for
-``resnorm.cli``'s delegation by module. ``python -m resnorm.lab <command> ...`` runs them all
-without the top-level CLI.
+``resnorm.cli``'s delegation by module.
 """
 
 from __future__ import annotations
@@ -250,15 +252,6 @@ class Demo:
         return _guard("resnorm demo", go)
 
 
-COMMANDS: dict[str, Any] = {
-    "study list": StudyList,
-    "study run": StudyRun,
-    "study status": StudyStatus,
-    "report": Report,
-    "demo": Demo,
-}
-
-
 STUDY_VERBS: dict[str, Any] = {"list": StudyList, "run": StudyRun, "status": StudyStatus}
 
 
@@ -274,22 +267,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the ``resnorm study`` verb that `add_arguments` parsed."""
     return int(args.study_command.run(args))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m resnorm.lab study run skip`` etc."""
-    parser = argparse.ArgumentParser(prog="python -m resnorm.lab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    study = sub.add_parser("study", help="built-in and user studies")
-    add_arguments(study)
-    study.set_defaults(handler=run)
-    for name, cls in (("report", Report), ("demo", Demo)):
-        p = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0])
-        cls.add_arguments(p)
-        p.set_defaults(handler=cls.run)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
