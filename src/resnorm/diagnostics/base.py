@@ -97,14 +97,31 @@ def stack_modules(model: nn.Module, pattern: str = "") -> Iterator[tuple[str, st
 
 
 # --- statistics on tensors (also usable directly, e.g. by studies) ----------------------------
+def stat_dtype(x: Tensor) -> torch.dtype:
+    """The dtype statistics of ``x`` are computed in: float64 for a float64 tensor (a float64
+    model keeps its precision, e.g. for reference tests), float32 for anything else (never
+    reduce in bf16/fp16)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def upcast(x: Tensor) -> Tensor:
+    """``x`` in :func:`stat_dtype` (``x`` itself, no copy, when it already is)."""
+    return x.to(stat_dtype(x))
+
+
 def rms(x: Tensor) -> Tensor:
-    """Root mean square over all elements (one fp32 reduction, no temporary copy of x)."""
-    return torch.linalg.vector_norm(x, dtype=torch.float32) / math.sqrt(x.numel())
+    """Root mean square over all elements (one reduction, no temporary copy of x)."""
+    return torch.linalg.vector_norm(x, dtype=stat_dtype(x)) / math.sqrt(x.numel())
 
 
 def max_abs(x: Tensor) -> Tensor:
-    """``max |x|`` over all elements."""
-    return x.float().abs().max()
+    """``max |x|`` over all elements (exact in x's dtype, so no upcast copy of x)."""
+    return upcast(x.abs().amax())
+
+
+def variance(x: Tensor) -> Tensor:
+    """Population variance over all elements: ``mean((x - mean(x))^2)``."""
+    return torch.var(upcast(x), correction=0)
 
 
 def rank_collapse(x: Tensor) -> Tensor:
@@ -112,7 +129,7 @@ def rank_collapse(x: Tensor) -> Tensor:
 
     0 when every token is the same vector (rank-1 collapse, Dong et al. 2021, arXiv:2103.03404).
     """
-    x = x.float()
+    x = upcast(x)
     residual = x - x.mean(dim=-2, keepdim=True)
     per_seq = residual.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-30)
     return per_seq.mean()
@@ -125,7 +142,7 @@ def token_cosine(x: Tensor) -> Tensor:
     Uses ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - sum_i ||u_i||^2`` with unit tokens ``u``,
     which costs O(T D) instead of O(T^2 D). Needs T >= 2.
     """
-    u = F.normalize(x.float(), dim=-1, eps=1e-30)
+    u = F.normalize(upcast(x), dim=-1, eps=1e-30)
     t = u.shape[-2]
     assert t >= 2, "token cosine needs at least two tokens"
     off_diagonal = u.sum(dim=-2).square().sum(-1) - u.square().sum(dim=(-2, -1))  # (B,)
@@ -135,7 +152,7 @@ def token_cosine(x: Tensor) -> Tensor:
 def entropy(probs: Tensor) -> Tensor:
     """Mean entropy (nats) of the distributions along the last dim of probs (B, H, Tq, Tk);
     ``0 log 0 = 0``, so masked keys (and fully masked rows) contribute nothing."""
-    p = probs.float()
+    p = upcast(probs)
     plogp = torch.where(p > 0, p * p.clamp_min(1e-30).log(), torch.zeros_like(p))
     return -plogp.sum(-1).mean()
 
@@ -234,7 +251,8 @@ class HookProbe(Probe):
         if not self._seen:
             return []
         reduce = torch.amax if self.reduce == "max" else torch.mean
-        values = torch.stack([reduce(torch.stack(v).float()) for v in self._seen.values()])
+        # torch.stack promotes: float64 where a float64 model's statistics are float64.
+        values = torch.stack([reduce(upcast(torch.stack(v))) for v in self._seen.values()])
         out = [
             self.record(lk[0], lk[1], v) for lk, v in zip(self._seen, values.tolist(), strict=True)
         ]
@@ -333,18 +351,26 @@ def grouped_squares(
     return sums
 
 
+def norms(tensors: Sequence[Tensor]) -> Tensor:
+    """The L2 norm of each tensor, stacked: one batched ``torch._foreach_norm``, no sync; in
+    float64 when a tensor is float64, else in float32."""
+    wide = any(t.dtype == torch.float64 for t in tensors)
+    dtype = torch.float64 if wide else torch.float32
+    return torch.stack(list(torch._foreach_norm(list(tensors), 2, dtype=dtype)))
+
+
 def squared_norms(tensors: Sequence[Tensor]) -> list[float]:
-    """``||t||^2`` of each tensor, batched with ``torch._foreach_norm`` and read in one sync."""
+    """``||t||^2`` of each tensor (:func:`norms`), read in one sync."""
     if not tensors:
         return []
-    norms = torch._foreach_norm([t.detach() for t in tensors], 2, dtype=torch.float32)
-    return torch.stack(list(norms)).square().tolist()  # type: ignore[no-any-return]
+    return norms([t.detach() for t in tensors]).square().tolist()  # type: ignore[no-any-return]
 
 
 # --- running the model on a batch ---------------------------------------------------------------
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean token cross-entropy (nats) of logits (B, T, V) against targets (B, T), -100 ignored."""
-    return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=-100)
+    """Mean token cross-entropy (nats) of logits (B, T, V) against targets (B, T), -100 ignored;
+    in fp32 (fp64 for fp64 logits)."""
+    return F.cross_entropy(upcast(logits.flatten(0, -2)), targets.flatten(), ignore_index=-100)
 
 
 def model_output(

@@ -20,6 +20,7 @@ from resnorm.diagnostics.base import (
     Record,
     UpdateProbe,
     grouped_squares,
+    norms,
     register,
     squared_norms,
 )
@@ -33,12 +34,11 @@ def grad_squares(model: nn.Module) -> tuple[list[str], list[float]]:
 
 def total_grad_norm(params: Iterable[Tensor]) -> Tensor:
     """``sqrt(sum_p ||grad p||^2)`` over ``params`` that have a gradient, as an fp32 tensor
-    (0 if none): one batched ``_foreach_norm``, no sync."""
+    (fp64 for fp64 gradients; 0 if none): one batched ``_foreach_norm``, no sync."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norms = torch._foreach_norm(grads, 2, dtype=torch.float32)  # type: ignore[arg-type]
-    return torch.linalg.vector_norm(torch.stack(list(norms)))
+    return torch.linalg.vector_norm(norms(grads))
 
 
 def global_grad_norm(model: nn.Module) -> float:
