@@ -1,12 +1,12 @@
-"""Probes that run their own forward passes: output change under a weight perturbation (Admin)
-and the loss increase when one layer is dropped.
+"""Probes that run their own forward passes: output change under a weight perturbation (Admin,
+with its noise draw :func:`weight_noise`) and the loss increase when one layer is dropped.
 
 Both run without gradients and leave the model exactly as they found it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -18,24 +18,56 @@ from resnorm.diagnostics.base import (
     layer_modules,
     model_output,
     register,
+    upcast,
+    variance,
 )
+
+
+def weight_noise(model: nn.Module, eps: float, seed: int) -> Iterator[tuple[str, Tensor]]:
+    """``(name, dW)`` of one seeded perturbation, for each matrix of ``model``.
+
+    The matrices are the parameters with >= 2 dims (embeddings included; a tied one once), in
+    ``named_parameters`` order. ``dW = eps * std(W) * z``: ``z ~ N(0, 1)`` drawn in fp32 on the
+    CPU from one generator seeded ``seed`` (the same numbers on every device and dtype), ``std``
+    that matrix's own. Lazy: one matrix's noise in memory at a time.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            z = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            w = p.detach()
+            yield name, z.to(w.device, w.dtype) * (eps * upcast(w).std()).to(w.dtype)
 
 
 @register
 class OutputChange(PassProbe):
-    """Relative output change ``||f(W + dW) - f(W)||_F / ||f(W)||_F`` when every matrix ``W``
-    (every parameter with >= 2 dims, embeddings included) gets ``dW ~ N(0, (eps std(W))^2)``,
-    averaged over ``samples`` seeded perturbations (Liu et al. 2020, Admin, arXiv:2004.08249).
+    """Output change under a random weight perturbation, relative to the output's variance
+    (Liu et al. 2020, Admin, Understanding the Difficulty of Training Transformers,
+    arXiv:2004.08249, Theorem 2)::
 
-    Post-LN's output change grows O(N) with depth, Pre-LN's O(log N). The weights are restored
-    bit-exactly afterwards. One record: layer ``None``, key ``output`` (``logits``/``hidden``).
+        change = mean_k  Var[h(x, W + dW_k) - h(x, W)] / Var[h(x, W)]
+
+    ``h`` is the last hidden state, what the output head reads (after the final norm when the
+    topology has one; ``output="logits"`` measures the logits instead). ``Var`` is over all
+    B x T x d_model entries of the batch. ``dW_k`` (:func:`weight_noise`, seed ``seed + k``)
+    perturbs every matrix W by ``eps * std(W) * N(0, 1)``, for ``k < samples``.
+
+    The paper bounds ``Var[F(x0, W) - F(x0, W*)]`` for a perturbation ``W* - W`` independent of
+    W (random, as here): it grows O(N) with depth for Post-LN and O(log N) for Pre-LN. Its F
+    ends in a LayerNorm, so ``Var[F] ~ 1`` and the paper needs no denominator; dividing by
+    ``Var[h]`` keeps that scale-free reading for topologies without a final norm. Its
+    reference code (LiyuanLucasLiu/Transformer-Clinic, img/output_change.png) plots the squared
+    norm ``|F(x0, W) - F(x0, W + delta)|_2^2``: a squared quantity, not a norm ratio.
+
+    Runs without gradients; the weights are restored bit-exactly, also when the model raises.
+    One record: layer ``None``, key the output (``hidden`` or ``logits``).
     """
 
     name = "output_change"
     unit = "ratio"
 
     def __init__(
-        self, eps: float = 0.01, samples: int = 3, seed: int = 0, output: str = "logits"
+        self, eps: float = 0.01, samples: int = 3, seed: int = 0, output: str = "hidden"
     ) -> None:
         assert output in ("logits", "hidden"), f"output_change: unknown output {output!r}"
         self.eps, self.samples, self.seed, self.output = eps, samples, seed, output
@@ -48,24 +80,25 @@ class OutputChange(PassProbe):
         targets: Tensor,
         loss_fn: LossFn,
     ) -> list[Record]:
-        matrices = [p for p in model.parameters() if p.dim() >= 2]
-        saved = [p.detach().clone() for p in matrices]
-        base = model_output(model, inputs, self.output).float()
+        params = dict(model.named_parameters())
+        saved = {n: p.detach().clone() for n, p in params.items() if p.dim() >= 2}
+        base = model_output(model, inputs, self.output)
         changes = []
         try:
             for k in range(self.samples):
-                gen = torch.Generator(device="cpu").manual_seed(self.seed + k)
-                for p, w in zip(matrices, saved, strict=True):
-                    noise = torch.randn(w.shape, generator=gen, dtype=torch.float32)
-                    p.add_(noise.to(p.device, p.dtype) * (self.eps * w.float().std()).to(p.dtype))
-                out = model_output(model, inputs, self.output).float()
-                changes.append((out - base).norm() / base.norm())
-                for p, w in zip(matrices, saved, strict=True):
-                    p.copy_(w)
+                for name, dw in weight_noise(model, self.eps, self.seed + k):
+                    params[name].add_(dw)
+                out = model_output(model, inputs, self.output)
+                changes.append(variance(out - base) / variance(base))
+                _restore(params, saved)
         finally:
-            for p, w in zip(matrices, saved, strict=True):
-                p.copy_(w)
+            _restore(params, saved)
         return [self.record(None, self.output, float(torch.stack(changes).mean()))]
+
+
+def _restore(params: Mapping[str, Tensor], saved: Mapping[str, Tensor]) -> None:
+    for name, w in saved.items():
+        params[name].copy_(w)
 
 
 @register
