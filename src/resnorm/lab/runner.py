@@ -28,7 +28,7 @@ from resnorm.lab.executors import Executor, make_executor
 from resnorm.lab.manifest import manifests, write_manifest
 from resnorm.lab.spec import TAGS, StudySpec
 from resnorm.lab.tasks import Output, private_lab, resolve, seed_fields
-from resnorm.lab.verdicts import check, quantities, run_scalars, verdict
+from resnorm.lab.verdicts import check, quantities, run_scalars, summary, verdict
 from resnorm.store import COMPLETE_STATUSES, DB_NAME, STATUSES, Store
 
 
@@ -187,6 +187,7 @@ def analyze(spec: StudySpec, store: Store, planned: Sequence[PlannedRun]) -> dic
     if incomplete and result == "reproduced":
         result, reason = "inconclusive", "runs are missing or failed; " + reason
     return {
+        **summary(spec, checks, result),
         "verdict": result,
         "reason": reason,
         "criterion": spec.criterion_text(),

@@ -45,11 +45,26 @@ from pathlib import Path
 from typing import Any
 
 from resnorm.errors import ConfigError, choice_error
+from resnorm.lab.grammar import (
+    Check,
+    Figure,
+    Quantity,
+    Scalar,
+    check_from,
+    figure_from,
+    quantity_from,
+    scalar_from,
+    to_dict,
+)
+from resnorm.lab.grammar import _keys as _unknown
 
 AXIS_KINDS = ("grid", "zip", "list")
 TAGS = ("label", "part")
-FIGURE_TYPES = ("layers", "scaling", "heatmap", "curves", "bars")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+PROTOCOL_KEYS = (
+    *("mirrors", "init", "embedding", "positional", "final_norm", "width", "depth", "task"),
+    "metric",
+)
 
 
 @dataclass(frozen=True)
@@ -114,22 +129,31 @@ class Part:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study: parts to run, per-run scalars, study quantities, checks and figures.
+    """A study: parts to run, per-run scalars, study quantities, checks and figures, and the
+    paper's protocol it mirrors.
 
     Attributes:
         name: the study's name (``resnorm study run NAME``).
         title: a headline.
         claim: the published claim it tests.
-        source: where the claim comes from.
+        source: where the claim comes from (with arXiv ids, which the report links).
         parts: what to run (see `Part`).
-        scalars: per-run scalars taken from the run's diagnostics and metrics (see
-            `resnorm.lab.verdicts.run_scalars`), by name.
-        quantities: study-level numbers computed from the per-run scalars, by name.
-        checks: the criterion: expressions over quantities that must all hold.
-        figures: what the report plots.
+        scalars: per-run scalars (`resnorm.lab.grammar.Scalar`), by name, in dependency order.
+        quantities: study-level numbers over runs (`resnorm.lab.grammar.Quantity`), by name.
+        checks: the criterion (`resnorm.lab.grammar.Check`): each must hold.
+        figures: what the report plots (`resnorm.lab.grammar.Figure`).
         criterion: the criterion in words (defaults to the checks joined by "and").
         notes: what to know when reading the result (settings, conventions).
         scale: ``quick`` or ``full`` (recorded for the report).
+        protocol: the paper's setup this study mirrors: ``mirrors`` (a paragraph) and, by
+            aspect, ``init``, ``embedding``, ``positional``, ``final_norm``, ``width``,
+            ``depth``, ``task``, ``metric``.
+        departures: ``(what, why)`` for each place where this scale departs from the paper.
+        headline: ``{"figure": i, "check": j}``: the figure and check the report's index shows.
+        overrides: the user's ``-o`` overrides applied to the parts' base configs.
+
+    Mappings are accepted for scalars, quantities, checks and figures (a TOML study, or a
+    builder's shorthand) and turned into the typed elements, validated, when the spec is built.
     """
 
     name: str
@@ -137,13 +161,17 @@ class StudySpec:
     source: str
     parts: tuple[Part, ...]
     title: str = ""
-    scalars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    quantities: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    checks: tuple[Mapping[str, Any], ...] = ()
-    figures: tuple[Mapping[str, Any], ...] = ()
+    scalars: Mapping[str, Scalar] = field(default_factory=dict)
+    quantities: Mapping[str, Quantity] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    figures: tuple[Figure, ...] = ()
     criterion: str = ""
     notes: str = ""
     scale: str = "quick"
+    protocol: Mapping[str, str] = field(default_factory=dict)
+    departures: tuple[tuple[str, str], ...] = ()
+    headline: Mapping[str, int] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -153,19 +181,40 @@ class StudySpec:
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
             raise ConfigError("study.parts", f"part names must differ, got {names}")
-        for i, c in enumerate(self.checks):
-            if not isinstance(c, Mapping) or not isinstance(c.get("expr"), str):
-                raise ConfigError(f"study.checks[{i}]", "a check is a table with an expr string")
-        for i, f in enumerate(self.figures):
-            if not isinstance(f, Mapping) or f.get("type") not in FIGURE_TYPES:
-                raise choice_error(f"study.figures[{i}].type", dict(f).get("type"), FIGURE_TYPES)
+        typed = {
+            "scalars": {
+                str(k): scalar_from(v, f"study.scalars.{k}") for k, v in self.scalars.items()
+            },
+            "quantities": {
+                str(k): quantity_from(v, f"study.quantities.{k}")
+                for k, v in self.quantities.items()
+            },
+            "checks": tuple(check_from(c, f"study.checks[{i}]") for i, c in enumerate(self.checks)),
+            "figures": tuple(
+                figure_from(f, f"study.figures[{i}]") for i, f in enumerate(self.figures)
+            ),
+            "departures": tuple((str(w), str(y)) for w, y in self.departures),
+        }
+        for key, value in typed.items():
+            object.__setattr__(self, key, value)
+        _unknown(self.protocol, PROTOCOL_KEYS, "study.protocol")
+        _unknown(self.headline, ("figure", "check"), "study.headline")
+        for key, items in (("figure", self.figures), ("check", self.checks)):
+            i = self.headline.get(key, 0)
+            if isinstance(i, bool) or not isinstance(i, int) or (items and not 0 <= i < len(items)):
+                raise ConfigError(
+                    f"study.headline.{key}", f"got {i!r}, expected an index < {len(items)}"
+                )
+        from resnorm.lab.verdicts import validate
+
+        validate(self)
 
     def criterion_text(self) -> str:
-        counted = [str(c["expr"]) for c in self.checks if not c.get("informational")]
+        counted = [c.label or c.expr for c in self.checks if not c.informational]
         return self.criterion or " and ".join(counted)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy (what the study manifest records)."""
+        """A JSON-ready copy (what the study manifest records; `study_from_dict` reads it)."""
         return {
             "name": self.name,
             "title": self.title,
@@ -174,6 +223,10 @@ class StudySpec:
             "scale": self.scale,
             "criterion": self.criterion_text(),
             "notes": self.notes,
+            "protocol": dict(self.protocol),
+            "departures": [{"what": w, "why": y} for w, y in self.departures],
+            "headline": dict(self.headline),
+            "overrides": copy.deepcopy(dict(self.overrides)),
             "parts": [
                 {
                     "name": p.name,
@@ -185,10 +238,10 @@ class StudySpec:
                 }
                 for p in self.parts
             ],
-            "scalars": {k: dict(v) for k, v in self.scalars.items()},
-            "quantities": {k: dict(v) for k, v in self.quantities.items()},
-            "checks": [dict(c) for c in self.checks],
-            "figures": [dict(f) for f in self.figures],
+            "scalars": {k: to_dict(v) for k, v in self.scalars.items()},
+            "quantities": {k: to_dict(v) for k, v in self.quantities.items()},
+            "checks": [to_dict(c) for c in self.checks],
+            "figures": [to_dict(f) for f in self.figures],
         }
 
 
@@ -210,7 +263,7 @@ STUDY_KEYS: tuple[str, ...] = (
     "parts",
 )
 STUDY_KEYS += ("scalars", "quantities", "checks", "figures", "run", "seeds", "base", "axes")
-STUDY_KEYS += ("after",)
+STUDY_KEYS += ("after", "protocol", "departures", "headline", "overrides")
 PART_KEYS = ("name", "run", "seeds", "base", "axes", "after")
 
 
@@ -224,18 +277,6 @@ def _list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
         raise ConfigError(where, f"got {value!r}, expected a list")
     return list(value)
-
-
-def _unknown(data: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
-    import difflib
-
-    for key in data:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{where}.{key}", f"unknown key.{hint} Valid keys: {', '.join(valid)}"
-            )
 
 
 def axis_from_dict(data: Any, where: str) -> Axis:
@@ -306,19 +347,15 @@ def study_from_dict(data: Mapping[str, Any], default_name: str = "study") -> Stu
     else:
         single = {k: data[k] for k in ("run", "seeds", "base", "axes", "after") if k in data}
         parts = (part_from_dict(single, "study", name),)
-    tables = {}
-    for key in ("scalars", "quantities"):
-        table = _table(data.get(key, {}), f"study.{key}")
-        tables[key] = {str(k): dict(_table(v, f"study.{key}.{k}")) for k, v in table.items()}
-    checks = tuple(
-        dict(_table(c, f"study.checks[{i}]"))
-        for i, c in enumerate(_list(data.get("checks", []), "study.checks"))
-    )
-    figures = tuple(
-        dict(_table(f, f"study.figures[{i}]"))
-        for i, f in enumerate(_list(data.get("figures", []), "study.figures"))
-    )
-    spec = StudySpec(
+    tables = {
+        key: dict(_table(data.get(key, {}), f"study.{key}")) for key in ("scalars", "quantities")
+    }
+    departures = []
+    for i, d in enumerate(_list(data.get("departures", []), "study.departures")):
+        d = _table(d, f"study.departures[{i}]")
+        _unknown(d, ("what", "why"), f"study.departures[{i}]")
+        departures.append((str(d.get("what", "")), str(d.get("why", ""))))
+    return StudySpec(
         name=name,
         title=str(data.get("title", "")),
         claim=str(data.get("claim", "")),
@@ -326,16 +363,18 @@ def study_from_dict(data: Mapping[str, Any], default_name: str = "study") -> Stu
         parts=parts,
         scalars=tables["scalars"],
         quantities=tables["quantities"],
-        checks=checks,
-        figures=figures,
+        checks=tuple(_list(data.get("checks", []), "study.checks")),
+        figures=tuple(_list(data.get("figures", []), "study.figures")),
         criterion=str(data.get("criterion", "")),
         notes=str(data.get("notes", "")),
         scale=str(data.get("scale", "quick")),
+        protocol={
+            str(k): str(v) for k, v in _table(data.get("protocol", {}), "study.protocol").items()
+        },
+        departures=tuple(departures),
+        headline=dict(_table(data.get("headline", {}), "study.headline")),
+        overrides=dict(_table(data.get("overrides", {}), "study.overrides")),
     )
-    from resnorm.lab.verdicts import validate
-
-    validate(spec)
-    return spec
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -28,15 +28,16 @@
      the scalar with x (1 = strictly increasing);
    * ``{expr = "post - deep"}``: arithmetic over other quantities.
 
-3. **Checks** (``StudySpec.checks``): ``{expr = "post - deep >= 0.5"}`` must hold; with
-   ``per_seed = true`` it is evaluated on each seed's runs alone and must hold for every seed
-   (``min_seeds = 3``: with fewer seeds measured it is undecided, not passed);
-   ``informational = true`` marks a check that is reported (a contrast, another init) but does
-   not count towards the verdict.
+3. **Checks** (`resnorm.lab.grammar.Check`): ``expr`` must hold. With ``per_seed`` it is
+   evaluated on each seed's runs alone: it holds when it holds on ``min_pass`` seeds (default:
+   every seed measured), fails when it fails on that many, and is undecided when the seeds
+   disagree or fewer than ``min_seeds`` were measured. A check's ``effect`` (a quantity) is
+   computed on each seed's runs and reported as the mean with its 95% Student-t interval over
+   the seeds; its ``paper`` (what the paper reports, and where) is printed beside it.
+   ``informational`` checks are reported (a contrast, another init) but do not count.
 
-The verdict: ``reproduced`` when every check holds; ``not reproduced`` when a check fails on
-complete data (for a per-seed check: on every seed); otherwise ``inconclusive`` (missing data,
-NaN, failed runs, or seeds that disagree).
+The verdict: ``reproduced`` when every counted check holds; ``not reproduced`` when one fails;
+otherwise ``inconclusive`` (missing data, NaN, failed runs, or seeds that disagree).
 """
 
 from __future__ import annotations
@@ -47,14 +48,26 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from resnorm.errors import ConfigError, choice_error
+from resnorm.errors import ConfigError
 from resnorm.lab import expr as ex
+from resnorm.lab.grammar import (
+    Check,
+    Expr,
+    ExprScalar,
+    MetricScalar,
+    Of,
+    Quantity,
+    Scalar,
+    Slope,
+    Trend,
+    check_from,
+    quantity_from,
+    quantity_input,
+    scalar_from,
+)
 
 BUILTIN_SCALARS: tuple[str, ...] = ("done", "diverged", "stuck", "failed", "val_loss")
 BUILTIN_SCALARS += ("train_loss", "min_val_loss", "uniform_loss", "unigram_loss", "final_loss")
-QUANTITY_KINDS = ("of", "slope", "trend", "expr")
-AGGS = ("mean", "max", "min", "median", "count")
-REDUCES = ("mean", "max", "min", "first", "last")
 NAN = math.nan
 
 
@@ -103,7 +116,7 @@ def run_scalars(
     run: Mapping[str, Any],
     metrics: Sequence[Sequence[Any]],
     diagnostics: Sequence[Sequence[Any]],
-    specs: Mapping[str, Mapping[str, Any]],
+    specs: Mapping[str, Scalar | Mapping[str, Any]],
 ) -> dict[str, float]:
     """The scalars of one run: the built-in ones and the study's ``specs``.
 
@@ -115,7 +128,8 @@ def run_scalars(
         specs: the study's scalars, by name, in dependency order.
     """
     out = builtin_scalars(run, metrics)
-    for name, spec in specs.items():
+    for name, raw in specs.items():
+        spec = scalar_from(raw, f"study.scalars.{name}")
         try:
             out[name] = _scalar(spec, metrics, diagnostics, out)
         except (ValueError, ZeroDivisionError, OverflowError):
@@ -123,49 +137,52 @@ def run_scalars(
     return out
 
 
+def _layered(rows: Sequence[Sequence[Any]]) -> list[int]:
+    return sorted({int(d[2]) for d in rows if d[2] is not None and int(d[2]) >= 0})
+
+
 def _scalar(
-    spec: Mapping[str, Any],
+    spec: Scalar,
     metrics: Sequence[Sequence[Any]],
     diagnostics: Sequence[Sequence[Any]],
     known: Mapping[str, float],
 ) -> float:
-    if "expr" in spec:
-        return float(ex.evaluate(spec["expr"], known))
-    if "metric" in spec:
-        series = _series(metrics, spec["metric"])
-        if "below" in spec:
-            window = int(spec.get("window", 5))
+    if isinstance(spec, ExprScalar):
+        return float(ex.evaluate(spec.expr, known))
+    if isinstance(spec, MetricScalar):
+        series = _series(metrics, spec.metric)
+        if spec.below is not None:
             for i in range(len(series)):
-                chunk = [v for _, v in series[max(0, i - window + 1) : i + 1]]
-                if sum(chunk) / len(chunk) <= float(spec["below"]):
+                chunk = [v for _, v in series[max(0, i - spec.window + 1) : i + 1]]
+                if sum(chunk) / len(chunk) <= spec.below:
                     return float(series[i][0])
             return math.inf
-        return _reduce([v for _, v in series], spec.get("reduce", "last"))
-    rows = [d for d in diagnostics if d[1] == spec["probe"]]
-    rows = [d for d in rows if fnmatch.fnmatchcase(d[3] or "", spec.get("key", "*"))]
+        return _reduce([v for _, v in series], spec.reduce)
+    rows = [d for d in diagnostics if d[1] == spec.probe]
+    rows = [d for d in rows if fnmatch.fnmatchcase(d[3] or "", spec.key)]
     if not rows:
         return NAN
     steps = sorted({int(d[0]) for d in rows})
-    step = spec.get("step", "first")
-    want = steps[0] if step == "first" else steps[-1] if step == "last" else int(step)
+    want = (
+        steps[0] if spec.step == "first" else steps[-1] if spec.step == "last" else int(spec.step)
+    )
     rows = [d for d in rows if int(d[0]) == want]
-    if "fraction" in spec:
-        lo, hi = (float(f) for f in spec["fraction"])
-        layered = sorted({int(d[2]) for d in rows if d[2] is not None and int(d[2]) >= 0})
+    if spec.fraction is not None:
+        lo, hi = spec.fraction
+        layered = _layered(rows)
         n = len(layered)
         keep = {i for k, i in enumerate(layered) if lo * n <= k < hi * n}
         rows = [d for d in rows if d[2] is not None and int(d[2]) in keep]
-    layer = spec.get("layer", "all")
-    if layer != "all":
-        layered = sorted({int(d[2]) for d in rows if d[2] is not None and int(d[2]) >= 0})
+    if spec.layer != "all":
+        layered = _layered(rows)
         if not layered:
             return NAN
-        index = 0 if layer == "first" else -1 if layer == "last" else int(layer)
+        index = 0 if spec.layer == "first" else -1 if spec.layer == "last" else int(spec.layer)
         if not -len(layered) <= index < len(layered):
             return NAN
         pick = layered[index]
         rows = [d for d in rows if d[2] is not None and int(d[2]) == pick]
-    return _reduce([float(d[4]) for d in rows], spec.get("reduce", "mean"))
+    return _reduce([float(d[4]) for d in rows], spec.reduce)
 
 
 # --- quantities over runs -------------------------------------------------------------------------
@@ -209,10 +226,10 @@ def _agg(values: Sequence[float], how: str) -> float:
 
 
 def _xy(
-    spec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], scalar: str
+    q: Slope | Trend, rows: Sequence[Mapping[str, Any]], scalar: str
 ) -> tuple[list[float], list[float]]:
-    pts = point_means([r for r in rows if matches(r, spec.get("where", {}))], scalar)
-    pairs = sorted((float(p[spec["x"]]), v) for p, v in pts if spec["x"] in p)
+    pts = point_means([r for r in rows if matches(r, q.where)], scalar)
+    pairs = sorted((float(p[q.x]), v) for p, v in pts if q.x in p)
     return [x for x, _ in pairs], [y for _, y in pairs]
 
 
@@ -255,72 +272,205 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def quantities(
-    specs: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+    specs: Mapping[str, Quantity | Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, float]:
     """Every quantity of a study over ``rows`` (run rows with ``part``, ``point``, ``seed``,
     ``scalars``), in definition order."""
     out: dict[str, float] = {}
-    for name, spec in specs.items():
-        if "expr" in spec:
-            value = ex.evaluate(spec["expr"], out, f"study.quantities.{name}.expr")
-            out[name] = float(value)
-        elif "of" in spec:
-            pts = point_means([r for r in rows if matches(r, spec.get("where", {}))], spec["of"])
-            out[name] = _agg([v for _, v in pts], spec.get("agg", "mean"))
-        elif "slope" in spec:
-            xs, ys = _xy(spec, rows, spec["slope"])
-            out[name] = slope(xs, ys, log=spec.get("log", True))
+    for name, raw in specs.items():
+        q = quantity_from(raw, f"study.quantities.{name}")
+        if isinstance(q, Expr):
+            out[name] = float(ex.evaluate(q.expr, out, f"study.quantities.{name}.expr"))
+        elif isinstance(q, Of):
+            pts = point_means([r for r in rows if matches(r, q.where)], q.of)
+            out[name] = _agg([v for _, v in pts], q.agg)
+        elif isinstance(q, Slope):
+            xs, ys = _xy(q, rows, q.slope)
+            out[name] = slope(xs, ys, log=q.log)
         else:
-            xs, ys = _xy(spec, rows, spec["trend"])
+            xs, ys = _xy(q, rows, q.trend)
             out[name] = spearman(xs, ys)
     return out
 
 
-# --- checks and the verdict -----------------------------------------------------------------------
+# --- checks, effect sizes and the verdict ---------------------------------------------------------
+#: Two-sided 95% critical values of Student's t by degrees of freedom (1..30); above: normal.
+_T95: tuple[float, ...] = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+)
+_T95 += (2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064)
+_T95 += (2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean and its two-sided 95% Student-t interval (NaN bounds with
+    fewer than 2 values)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) != len(values) or not values:
+        return NAN, NAN, NAN
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, NAN, NAN
+    df = len(values) - 1
+    t = _T95[df - 1] if df <= len(_T95) else 1.960
+    half = t * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
 def _outcome(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "missing"
     return "pass" if bool(value) else "fail"
 
 
+def fmt(value: float) -> str:
+    """A number for a sentence: 3 significant digits, ``inf``, ``n/a`` for NaN."""
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.3g}"
+
+
+def distance(expr: str, values: Mapping[str, float]) -> str:
+    """How far a comparison ``LHS op constant`` (or ``constant op RHS``) is from holding, in
+    words ("5.23 is 2.77 below the threshold 8"); "" for any other shape of expression."""
+    import ast
+
+    tree = ex.parse(expr, "expr").body
+    if not isinstance(tree, ast.Compare) or len(tree.ops) != 1:
+        return ""
+    left, right = tree.left, tree.comparators[0]
+    if isinstance(right, ast.Constant):
+        side, threshold = left, float(right.value)  # type: ignore[arg-type]
+    elif isinstance(left, ast.Constant):
+        side, threshold = right, float(left.value)  # type: ignore[arg-type]
+    else:
+        return ""
+    value = float(ex.evaluate(ast.unparse(side), values))
+    if math.isnan(value):
+        return ""
+    gap = value - threshold
+    where = "above" if gap > 0 else "below"
+    name = ast.unparse(side)
+    return f"{name} = {fmt(value)} is {fmt(abs(gap))} {where} the threshold {fmt(threshold)}"
+
+
 def check(
-    c: Mapping[str, Any], specs: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping]
+    c: Check | Mapping[str, Any],
+    specs: Mapping[str, Quantity | Mapping[str, Any]],
+    rows: Sequence[Mapping],
 ) -> dict[str, Any]:
-    """One check: ``result`` ``pass``/``fail``/``missing``/``mixed`` and the values it used."""
-    used = sorted(ex.names(c["expr"]))
+    """One check: its ``result`` (``pass``, ``fail``, ``missing``, ``mixed``), the values it
+    used, the per-seed results, the effect size with its 95% t interval over seeds, and a
+    sentence that puts our number beside the paper's."""
+    c = check_from(c, "check")
+    used = sorted(ex.names(c.expr))
     q = quantities(specs, rows)
     values = {n: q.get(n, NAN) for n in used}
     out: dict[str, Any] = {
-        "expr": c["expr"],
-        "label": c.get("label", ""),
-        "informational": bool(c.get("informational", False)),
+        "expr": c.expr,
+        "label": c.label,
+        "informational": c.informational,
         "values": values,
-        "result": _outcome(ex.evaluate(c["expr"], q)),
+        "result": _outcome(ex.evaluate(c.expr, q)),
+        "paper": {"reports": c.paper.reports, "where": c.paper.where} if c.paper else None,
+        "effect": None,
     }
-    if c.get("per_seed"):
-        seeds = sorted({r["seed"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed_q = {s: quantities(specs, [r for r in rows if r["seed"] == s]) for s in seeds}
+    if c.per_seed:
         per = []
         for s in seeds:
-            qs = quantities(specs, [r for r in rows if r["seed"] == s])
-            vs = {n: qs.get(n, NAN) for n in used}
-            per.append({"seed": s, "values": vs, "result": _outcome(ex.evaluate(c["expr"], qs))})
+            vs = {n: per_seed_q[s].get(n, NAN) for n in used}
+            per.append(
+                {"seed": s, "values": vs, "result": _outcome(ex.evaluate(c.expr, per_seed_q[s]))}
+            )
         out["per_seed"] = per
-        need = int(c.get("min_seeds", 1))
-        if len(per) < need:
+        n = len(per)
+        k = sum(p["result"] == "pass" for p in per)
+        failed = sum(p["result"] == "fail" for p in per)
+        need = c.min_pass or n
+        out.update(k=k, n=n)
+        if n < c.min_seeds:
             out["result"] = "missing"
-            out["note"] = f"{len(per)} seed(s) measured; the criterion needs {need}"
-            return out
-        results = {p["result"] for p in per}
-        out["result"] = (
-            "pass"
-            if results == {"pass"}
-            else "fail"
-            if results == {"fail"}
-            else "missing"
-            if "missing" in results
-            else "mixed"
-        )
+            out["note"] = f"{n} seed(s) measured; the criterion needs {c.min_seeds}"
+        elif k >= need:
+            out["result"] = "pass"
+        elif failed >= need:
+            out["result"] = "fail"
+        else:
+            out["result"] = "missing" if n - k - failed else "mixed"
+            out["note"] = f"holds on {k} of {n} seeds, fails on {failed}; it needs {need}"
+    if c.effect:
+        effect_values = [per_seed_q[s].get(c.effect, NAN) for s in seeds]
+        mean, lo, hi = t_interval(effect_values)
+        if len(seeds) == 1 or not seeds:
+            mean = q.get(c.effect, NAN)
+        out["effect"] = {
+            "name": c.effect,
+            "mean": mean,
+            "lo": lo,
+            "hi": hi,
+            "n": len(seeds),
+            "seeds": seeds,
+            "values": effect_values,
+            "unit": c.unit,
+            "interval": f"95% t interval over {len(seeds)} seeds",
+        }
+    out["sentence"] = sentence(c, out, q)
     return out
+
+
+def effect_text(effect: Mapping[str, Any] | None) -> str:
+    """``3.9x (2.8-5.1, 95% t, 6 seeds)``; "" without an effect."""
+    if not effect:
+        return ""
+    unit = effect.get("unit") or ""
+    sep = "" if unit == "x" else " "
+    head = f"{fmt(effect['mean'])}{sep}{unit}".rstrip()
+    if math.isnan(effect["lo"]):
+        return f"{head} ({effect['n']} seed{'s' if effect['n'] != 1 else ''})"
+    return f"{head} ({fmt(effect['lo'])} to {fmt(effect['hi'])}, 95% t, {effect['n']} seeds)"
+
+
+_WORDS = {"pass": "holds", "fail": "fails", "missing": "undecided", "mixed": "undecided"}
+
+
+def sentence(c: Check, result: Mapping[str, Any], q: Mapping[str, float]) -> str:
+    """The check's verdict in one sentence: what held, our effect with its spread, on how many
+    seeds, how far a failure is from the threshold, and the paper's number."""
+    parts = [f"{_WORDS[result['result']]}: {c.label or c.expr}"]
+    effect = effect_text(result.get("effect"))
+    if effect:
+        parts.append(f"{result['effect']['name']} = {effect}")
+    else:
+        shown = ", ".join(f"{k} = {fmt(v)}" for k, v in result["values"].items())
+        if shown:
+            parts.append(shown)
+    if "k" in result:
+        parts.append(f"on {result['k']} of {result['n']} seeds")
+    if result["result"] != "pass":
+        gap = distance(c.expr, q)
+        if gap:
+            parts.append(gap)
+        if result.get("note"):
+            parts.append(result["note"])
+    text = "; ".join(parts)
+    if c.paper:
+        text += f". The paper: {c.paper.reports} ({c.paper.where})"
+    return text
 
 
 def verdict(checks: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -330,54 +480,69 @@ def verdict(checks: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     if not checks:
         return "inconclusive", "the study has no checks"
     results = [c["result"] for c in checks]
-    failed = [c["expr"] for c in checks if c["result"] == "fail"]
+    failed = [c.get("label") or c["expr"] for c in checks if c["result"] == "fail"]
     if failed:
         return "not reproduced", "failed: " + "; ".join(failed)
     if all(r == "pass" for r in results):
         return "reproduced", "every check holds"
-    odd = [f"{c['expr']} ({c.get('note') or c['result']})" for c in checks if c["result"] != "pass"]
+    odd = [
+        f"{c.get('label') or c['expr']} ({c.get('note') or c['result']})"
+        for c in checks
+        if c["result"] != "pass"
+    ]
     return "inconclusive", "undecided: " + "; ".join(odd)
+
+
+def summary(spec: Any, checks: Sequence[Mapping[str, Any]], result: str) -> dict[str, Any]:
+    """The report's headline (the headline check's effect with its spread, or its values) and,
+    unless the claim reproduced, "why this may differ" from the protocol's departures."""
+    out: dict[str, Any] = {}
+    if checks:
+        i = int(spec.headline.get("check", 0))
+        c = checks[i]
+        text = effect_text(c.get("effect")) or ", ".join(
+            f"{k} = {fmt(v)}" for k, v in c["values"].items()
+        )
+        label = c["effect"]["name"] if c.get("effect") else c.get("label") or c["expr"]
+        out["headline"] = {"text": text, "label": label, "check": i}
+    if result != "reproduced" and spec.departures:
+        items = "; ".join(f"{what} ({why})" for what, why in spec.departures)
+        out["why"] = (
+            "This run departs from the paper's protocol where CPU scale forces it: "
+            f"{items}. A claim about deep or wide models can hold at the paper's scale and not "
+            "at ours; `--scale full` runs the paper-sized setting."
+        )
+    return out
 
 
 # --- validation of a spec -----------------------------------------------------------------------
 def validate(spec: Any) -> None:
-    """Refuse a study whose scalars, quantities, checks or figures are malformed."""
+    """Refuse a study whose scalars, quantities or checks name what is not defined before them."""
     known = set(BUILTIN_SCALARS)
     for name, s in spec.scalars.items():
-        where = f"study.scalars.{name}"
-        if "expr" in s:
-            missing = ex.names(s["expr"], f"{where}.expr") - known
+        if isinstance(s, ExprScalar):
+            missing = ex.names(s.expr) - known
             if missing:
-                raise ConfigError(f"{where}.expr", f"unknown scalars {sorted(missing)}")
-        elif "metric" in s:
-            if s.get("reduce", "last") not in REDUCES:
-                raise choice_error(f"{where}.reduce", s.get("reduce"), REDUCES)
-        elif "probe" in s:
-            if s.get("reduce", "mean") not in REDUCES:
-                raise choice_error(f"{where}.reduce", s.get("reduce"), REDUCES)
-        else:
-            raise ConfigError(where, "a scalar has one of: probe, metric, expr")
+                raise ConfigError(
+                    f"study.scalars.{name}.expr", f"unknown scalars {sorted(missing)}"
+                )
         known.add(name)
     have: set[str] = set()
     for name, q in spec.quantities.items():
         where = f"study.quantities.{name}"
-        kinds = [k for k in QUANTITY_KINDS if k in q]
-        if len(kinds) != 1:
-            raise ConfigError(where, f"a quantity has exactly one of: {', '.join(QUANTITY_KINDS)}")
-        kind = kinds[0]
-        if kind == "expr":
-            missing = ex.names(q["expr"], f"{where}.expr") - have
+        if isinstance(q, Expr):
+            missing = ex.names(q.expr) - have
             if missing:
                 raise ConfigError(f"{where}.expr", f"unknown quantities {sorted(missing)}")
         else:
-            if q[kind] not in known:
-                raise ConfigError(f"{where}.{kind}", f"unknown scalar {q[kind]!r}")
-            if kind != "of" and "x" not in q:
-                raise ConfigError(f"{where}.x", f"a {kind} needs the axis x it is taken over")
-            if q.get("agg", "mean") not in AGGS:
-                raise choice_error(f"{where}.agg", q.get("agg"), AGGS)
+            scalar = quantity_input(q)
+            if scalar not in known:
+                kind = type(q).__name__.lower()
+                raise ConfigError(f"{where}.{kind}", f"unknown scalar {scalar!r}")
         have.add(name)
     for i, c in enumerate(spec.checks):
-        missing = ex.names(c["expr"], f"study.checks[{i}].expr") - have
+        missing = ex.names(c.expr) - have
         if missing:
             raise ConfigError(f"study.checks[{i}].expr", f"unknown quantities {sorted(missing)}")
+        if c.effect and c.effect not in have:
+            raise ConfigError(f"study.checks[{i}].effect", f"unknown quantity {c.effect!r}")
