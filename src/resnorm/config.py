@@ -68,8 +68,8 @@ class TrainConfig:
             split into this many (so it must divide ``data.batch_size / world_size``).
         precision: ``fp32``, ``bf16`` (autocast) or ``auto``: bf16 on CUDA that supports
             it, and on a CPU whose measured bf16 matmuls are at least 1.3x its fp32 ones when
-            ``model.d_model >= 256`` (`resnorm.doctor.choose_precision`); else fp32. The one
-            used and why are recorded in the run's environment (``precision``,
+            ``model.d_model >= 256`` (`resnorm.train.precision.choose_precision`); else fp32.
+            The one used and why are recorded in the run's environment (``precision``,
             ``precision_reason``).
         compile: wrap the model in ``torch.compile``.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.

@@ -110,7 +110,7 @@ def test_bf16_autocast_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
 
 
 def test_auto_precision_follows_the_cpu_measurement_and_records_why(tmp_path: Path) -> None:
-    from resnorm.doctor import auto_precision
+    from resnorm.train.precision import auto_precision
 
     overrides = ["model.d_model=256", "train.steps=2", "train.probe_every=0"]
     result = train(tiny_config(tmp_path / "lab", overrides), progress=False)

@@ -42,6 +42,7 @@ from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
 from resnorm.train.distributed import World, all_reduce_sum, broadcast, setup, teardown
 from resnorm.train.optim import build_optimizer, clip_grads_, lr_at, set_lr
+from resnorm.train.precision import resolve_precision
 from resnorm.train.probing import Probing
 from resnorm.train.session import Session, open_session
 
@@ -109,22 +110,6 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
-
-
-def resolve_precision(
-    precision: str, device: torch.device, d_model: int | None = None
-) -> tuple[str, str]:
-    """``(precision, reason)``: ``auto`` resolves through `resnorm.doctor.auto_precision`.
-
-    On CUDA: bf16 where the device supports it. On a CPU: bf16 when a short matmul measurement
-    (once per process) shows bf16 at least 1.3x faster than fp32 and ``d_model`` is wide
-    enough for that to pay; else fp32. The reason is recorded in the run's environment.
-    """
-    if precision != "auto":
-        return precision, "set by train.precision"
-    from resnorm.doctor import auto_precision
-
-    return auto_precision("cuda" if device.type == "cuda" else "cpu", d_model)
 
 
 def token_loss_sum(logits: Tensor, targets: Tensor) -> Tensor:
