@@ -123,7 +123,9 @@ class Attention(nn.Module):
             mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
         if mask is not None:
             scores = scores.masked_fill(~mask, -math.inf)
-        probs = self.probs(torch.softmax(scores.float(), dim=-1).to(q.dtype))
+        # The softmax in at least fp32 (bf16/fp16 scores would lose mass), and in fp64 for fp64.
+        wide = scores if scores.dtype == torch.float64 else scores.float()
+        probs = self.probs(torch.softmax(wide, dim=-1).to(q.dtype))
         return F.dropout(probs, dropout, self.training) @ v
 
     def out(self, y: Tensor) -> Tensor:
