@@ -1,139 +1,60 @@
 """The report's figures (matplotlib, Agg): per-layer curves, scaling plots, stability heatmaps,
 loss curves with seed bands, bars. Each is drawn from a figure spec of a study, the study's
 analysed runs (from its manifest) and the store, read-only, and returned as PNG bytes.
+
+Every figure of the report draws a topology in the same colour (`resnorm.report.style`), lays
+out its panels the same way and shows the same band, min-max over the seeds
+(`resnorm.report.canvas`); `band_note` says so in words for the figure's caption.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import io
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-Row = Mapping[str, Any]
+from resnorm.report.canvas import (
+    BAND,
+    Row,
+    canvas,
+    finish,
+    get,
+    keys_of,
+    label_of,
+    matches,
+    order,
+    plt,
+    png,
+    short,
+)
+from resnorm.report.style import Styler, topology_of
 
 
-def _keys(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+def _scalar(r: Row, name: str) -> float:
+    v = r["scalars"].get(name)
+    return math.nan if v is None else float(v)
 
 
-def _get(row: Row, key: str) -> Any:
-    if key == "part":
-        return row["part"]
-    if key == "seed":
-        return row["seed"]
-    return row["point"].get(key)
-
-
-def matches(row: Row, where: Mapping[str, Any]) -> bool:
-    """Whether a run row matches a ``where`` clause (a list value matches any item)."""
-    for key, want in where.items():
-        have = _get(row, key)
-        if have is None or have not in (want if isinstance(want, (list, tuple)) else [want]):
-            return False
-    return True
-
-
-def _short(key: str) -> str:
-    return key.split(".")[-1]
-
-
-def label_of(row: Row, keys: Sequence[str]) -> str:
-    """A legend or panel label: the values of ``keys`` (``label`` shown bare)."""
-    parts = []
-    for k in keys:
-        v = _get(row, k)
-        parts.append(str(v) if k in ("label", "model.topology", "path") else f"{_short(k)}={v}")
-    return ", ".join(parts)
-
-
-def _order(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in rows:
-        seen.setdefault(label_of(r, keys), None)
-    return list(seen)
-
-
-def _panels(spec: Mapping[str, Any], rows: Sequence[Row]) -> list[tuple[str, list[Row]]]:
-    keys = _keys(spec.get("panels"))
-    if not keys:
-        return [("", list(rows))]
-    return [(p, [r for r in rows if label_of(r, keys) == p]) for p in _order(rows, keys)]
-
-
-def _figure(n_panels: int, width: float = 4.2, height: float = 3.3) -> tuple[Figure, list[Any]]:
-    cols = min(n_panels, 3)
-    rows = math.ceil(n_panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n_panels:]:
-        ax.set_visible(False)
-    return fig, flat[:n_panels]
-
-
-def _band(ax: Any, xs: Sequence[float], groups: list[list[float]], label: str, color: Any) -> None:
-    """Seed mean as a line, min..max over seeds as a band."""
-    means = [statistics.fmean(g) if g else math.nan for g in groups]
-    ax.plot(xs, means, marker="o", ms=3, lw=1.5, label=label, color=color)
-    if any(len(g) > 1 for g in groups):
-        lo = [min(g) if g else math.nan for g in groups]
-        hi = [max(g) if g else math.nan for g in groups]
-        ax.fill_between(xs, lo, hi, alpha=0.2, color=color, lw=0)
-
-
-def _finish(
-    fig: Figure,
-    axes: list[Any],
-    spec: Mapping[str, Any],
-    xlabel: str,
-    ylabel: str,
-    legend: bool = True,
-) -> bytes:
-    for ax in axes:
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(spec.get("ylabel", ylabel))
-        ax.grid(True, which="major", alpha=0.3)
-        if legend and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.suptitle(spec.get("title", ""), fontsize=11)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _color(i: int) -> Any:
-    return plt.get_cmap("tab10")(i % 10)
-
-
-def layers(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
+def layers(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
     """Per-layer curves of one probe (seed mean, min..max band), x = layer (1-based)."""
-    series_keys = _keys(spec.get("series"))
-    panels = _panels(spec, rows)
-    fig, axes = _figure(len(panels))
-    for ax, (title, prows) in zip(axes, panels, strict=True):
-        for i, name in enumerate(_order(prows, series_keys)):
+    series_keys = keys_of(spec.get("series"))
+    cv = canvas(spec, rows)
+    for panel in cv.panels:
+        for name in order(panel.rows, series_keys):
             by_layer: dict[int, list[float]] = defaultdict(list)
-            for r in prows:
+            for r in panel.rows:
                 if label_of(r, series_keys) != name:
                     continue
                 diags = [
                     d
                     for d in store.diagnostics(r["run_id"], spec["probe"])
-                    if d.layer is not None and fnmatch.fnmatchcase(d.key or "", spec["key"])
+                    if d.layer is not None
+                    and fnmatch.fnmatchcase(d.key or "", spec.get("key", "*"))
                 ]
                 if not diags:
                     continue
@@ -147,60 +68,52 @@ def layers(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
                     by_layer[layer + 1].append(statistics.fmean(v))
             if by_layer:
                 xs = sorted(by_layer)
-                _band(ax, xs, [by_layer[x] for x in xs], name, _color(i))
+                cv.band(panel, xs, [by_layer[x] for x in xs], name)
         if spec.get("logy", True):
-            ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=9)
-    return _finish(fig, axes, spec, "layer", spec["probe"])
+            panel.ax.set_yscale("log")
+        panel.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return finish(cv, spec, "layer", spec["probe"], dpi)
 
 
-def _scalar(r: Row, name: str) -> float:
-    v = r["scalars"].get(name)
-    return math.nan if v is None else float(v)
-
-
-def scaling(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
+def scaling(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
     """A per-run scalar against an axis (seed mean, min..max band), one line per series."""
-    series_keys = _keys(spec.get("series"))
-    panels = _panels(spec, rows)
-    fig, axes = _figure(len(panels))
-    for ax, (title, prows) in zip(axes, panels, strict=True):
-        for i, name in enumerate(_order(prows, series_keys)):
+    series_keys = keys_of(spec.get("series"))
+    cv = canvas(spec, rows)
+    for panel in cv.panels:
+        for name in order(panel.rows, series_keys):
             by_x: dict[float, list[float]] = defaultdict(list)
-            for r in prows:
-                if label_of(r, series_keys) == name and _get(r, spec["x"]) is not None:
+            for r in panel.rows:
+                if label_of(r, series_keys) == name and get(r, spec["x"]) is not None:
                     v = _scalar(r, spec["y"])
                     if math.isfinite(v):
-                        by_x[float(_get(r, spec["x"]))].append(v)
+                        by_x[float(get(r, spec["x"]))].append(v)
             xs = sorted(by_x)
             if xs:
-                _band(ax, xs, [by_x[x] for x in xs], name, _color(i))
+                cv.band(panel, xs, [by_x[x] for x in xs], name)
         if spec.get("logx"):
-            ax.set_xscale("log", base=2)
+            panel.ax.set_xscale("log", base=2)
         if spec.get("logy"):
-            ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-    return _finish(fig, axes, spec, _short(spec["x"]), spec["y"])
+            panel.ax.set_yscale("log")
+    return finish(cv, spec, short(spec["x"]), spec["y"], dpi)
 
 
-def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
+def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
     """Stability map: one panel per ``panels`` value, y x x cells coloured by the seed mean of
-    ``value``, ``D`` where a run was flagged (``flag``, e.g. diverged)."""
-    panels = _panels(spec, rows)
-    xs = sorted({float(_get(r, spec["x"])) for r in rows})
-    ys = sorted({float(_get(r, spec["y"])) for r in rows})
-    cells: dict[tuple[str, float, float], list[Row]] = defaultdict(list)
-    for title, prows in panels:
-        for r in prows:
-            cells[(title, float(_get(r, spec["x"])), float(_get(r, spec["y"])))].append(r)
+    ``value``, ``D`` where a run was flagged (``flag``, e.g. diverged); one colour scale."""
+    cv = canvas(spec, rows, width=3.0, height=2.8, share_y=False)
+    xs = sorted({float(get(r, spec["x"])) for r in rows})
+    ys = sorted({float(get(r, spec["y"])) for r in rows})
+    cells: dict[tuple[int, float, float], list[Row]] = defaultdict(list)
+    for i, panel in enumerate(cv.panels):
+        for r in panel.rows:
+            cells[(i, float(get(r, spec["x"])), float(get(r, spec["y"])))].append(r)
     means = {k: statistics.fmean([_scalar(r, spec["value"]) for r in v]) for k, v in cells.items()}
     finite = [v for v in means.values() if math.isfinite(v)] or [0.0, 1.0]
     vmin, vmax = min(finite), max(finite)
-    fig, axes = _figure(len(panels), width=3.0, height=2.8)
     image = None
-    for ax, (title, _) in zip(axes, panels, strict=True):
-        grid = [[means.get((title, x, y), math.nan) for x in xs] for y in ys]
+    for i, panel in enumerate(cv.panels):
+        ax = panel.ax
+        grid = [[means.get((i, x, y), math.nan) for x in xs] for y in ys]
         image = ax.imshow(
             grid, origin="lower", cmap="viridis_r", vmin=vmin, vmax=vmax, aspect="auto"
         )
@@ -208,10 +121,10 @@ def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
             for xi, x in enumerate(xs):
                 v = grid[yi][xi]
                 flagged = any(
-                    _scalar(r, spec.get("flag", "diverged")) > 0
-                    for r in cells.get((title, x, y), [])
+                    _scalar(r, spec.get("flag", "diverged")) > 0 for r in cells.get((i, x, y), [])
                 )
                 text = ("D " if flagged else "") + ("" if math.isnan(v) else f"{v:.2f}")
+                dark = not math.isnan(v) and v > (vmin + vmax) / 2
                 ax.text(
                     xi,
                     yi,
@@ -219,59 +132,58 @@ def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
                     ha="center",
                     va="center",
                     fontsize=8,
-                    color="white" if not math.isnan(v) and v > (vmin + vmax) / 2 else "black",
+                    color="white" if dark else "black",
                 )
         ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
         ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
-        ax.set_title(title, fontsize=9)
+        ax.set_title(panel.title, fontsize=9)
+        ax.set_xlabel(short(spec["x"]))
+        if ax.get_subplotspec().is_first_col():
+            row = cv.row_labels.get(i)
+            ax.set_ylabel(f"{row}\n{short(spec['y'])}" if row else short(spec["y"]))
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label=spec["value"])
-    buf = io.BytesIO()
-    fig.suptitle(spec.get("title", ""), fontsize=10, y=1.02)
-    for i, ax in enumerate(axes):
-        ax.set_xlabel(_short(spec["x"]))
-        if i % 3 == 0:
-            ax.set_ylabel(_short(spec["y"]))
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+        cv.fig.colorbar(image, ax=[p.ax for p in cv.panels], shrink=0.8, label=spec["value"])
+    if spec.get("title"):
+        cv.fig.suptitle(spec["title"], fontsize=10, y=1.02)
+    return png(cv.fig, dpi)
 
 
-def curves(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
-    """A metric against the step (seed mean, min..max band), one line per series."""
-    series_keys = _keys(spec.get("series"))
-    panels = _panels(spec, rows)
-    fig, axes = _figure(len(panels), width=5.0)
-    for ax, (title, prows) in zip(axes, panels, strict=True):
-        for i, name in enumerate(_order(prows, series_keys)):
+def curves(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
+    """A metric against the step (seed mean, min..max band), one line per series; ``hline``
+    names a per-run scalar whose mean is drawn as a level (e.g. the unigram loss)."""
+    series_keys = keys_of(spec.get("series"))
+    cv = canvas(spec, rows, width=5.0)
+    for panel in cv.panels:
+        for name in order(panel.rows, series_keys):
             by_step: dict[int, list[float]] = defaultdict(list)
-            for r in prows:
+            for r in panel.rows:
                 if label_of(r, series_keys) == name:
                     for m in store.metrics(r["run_id"], spec["metric"]):
                         if math.isfinite(m.value):
                             by_step[m.step].append(m.value)
             steps = sorted(by_step)
             if steps:
-                _band(ax, steps, [by_step[s] for s in steps], name, _color(i))
+                cv.band(panel, steps, [by_step[s] for s in steps], name)
         line = spec.get("hline")
         if line:
-            values = [_scalar(r, line) for r in prows if math.isfinite(_scalar(r, line))]
+            values = [_scalar(r, line) for r in panel.rows if math.isfinite(_scalar(r, line))]
             if values:
-                ax.axhline(statistics.fmean(values), ls="--", color="gray", lw=1, label=line)
+                panel.ax.axhline(statistics.fmean(values), ls="--", color="gray", lw=1, label=line)
         if spec.get("logy"):
-            ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-    return _finish(fig, axes, spec, "step", spec["metric"])
+            panel.ax.set_yscale("log")
+    return finish(cv, spec, "step", spec["metric"], dpi)
 
 
-def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
-    """Grouped bars: seed mean of ``value`` per ``x`` group and series, min..max whiskers."""
-    series_keys = _keys(spec.get("series"))
-    groups = _order(rows, [spec["x"]])
-    names = _order(rows, series_keys)
-    fig, axes = _figure(1, width=max(5.0, 1.2 * len(groups) * max(1, len(names)) / 2))
-    ax = axes[0]
-    width = 0.8 / max(1, len(names))
+def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
+    """Grouped bars: seed mean of ``value`` per ``x`` group and series, min..max whiskers. Bars
+    of a topology take its colour (the series', or the group's when there is no series)."""
+    series_keys = keys_of(spec.get("series"))
+    groups = order(rows, [spec["x"]])
+    names = order(rows, series_keys)
+    width = max(5.0, 1.2 * len(groups) * max(1, len(names)) / 2)
+    cv = canvas({**spec, "panels": None}, rows, width=width)
+    ax, styler = cv.panels[0].ax, Styler()
+    bar = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
         for gi, g in enumerate(groups):
             values = [
@@ -283,21 +195,21 @@ def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
             if not values:
                 continue
             mean = statistics.fmean(values)
-            err = [[mean - min(values)], [max(values) - mean]]
+            by_group = not series_keys and topology_of(g) is not None
             ax.bar(
-                gi + i * width,
+                gi + i * bar,
                 mean,
-                width,
-                color=_color(i),
-                yerr=err,
+                bar,
+                color=styler(g if by_group else name).color,
+                yerr=[[mean - min(values)], [max(values) - mean]],
                 capsize=2,
-                label=name if gi == 0 else None,
+                label=None if by_group or not name or gi else name,
             )
-    ax.set_xticks([g + width * (len(names) - 1) / 2 for g in range(len(groups))], groups)
-    return _finish(fig, axes, spec, _short(spec["x"]), spec["value"])
+    ax.set_xticks([g + bar * (len(names) - 1) / 2 for g in range(len(groups))], groups)
+    return finish(cv, spec, short(spec["x"]), spec["value"], dpi)
 
 
-RENDERERS: dict[str, Callable[[Mapping[str, Any], Sequence[Row], Any], bytes]] = {
+RENDERERS: dict[str, Callable[..., bytes]] = {
     "layers": layers,
     "scaling": scaling,
     "heatmap": heatmap,
@@ -306,7 +218,44 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any], Sequence[Row], Any], bytes]] =
 }
 
 
-def render(spec: Mapping[str, Any], rows: Sequence[Row], store: Any) -> bytes:
-    """The PNG of one figure spec over the study's analysed run rows."""
-    chosen = [r for r in rows if matches(r, spec.get("where", {}))]
-    return RENDERERS[spec["type"]](spec, chosen, store)
+def figure_rows(spec: Mapping[str, Any], rows: Sequence[Row]) -> list[Row]:
+    """The analysed runs a figure draws (those matching its ``where``)."""
+    return [r for r in rows if matches(r, spec.get("where", {}))]
+
+
+def render(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
+    """The PNG of one figure spec over the study's analysed run rows (``dpi`` 40: a thumbnail)."""
+    return RENDERERS[spec["type"]](spec, figure_rows(spec, rows), store, dpi)
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    if not seeds:
+        return "no seed"
+    if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
+
+
+def band_note(spec: Mapping[str, Any], rows: Sequence[Row]) -> str:
+    """What the figure's marks show, in words: which seeds, which interval, which lines."""
+    seeds = sorted({int(r["seed"]) for r in figure_rows(spec, rows)})
+    over = _seeds(seeds)
+    kind = spec["type"]
+    if kind == "heatmap":
+        note = f"Cells: the mean over {over}; D: a run diverged."
+    elif kind == "bars":
+        note = f"Bars: the mean over {over}; whiskers: {BAND} ({len(seeds)})."
+    elif len(seeds) > 1:
+        note = f"Lines: the mean over {over}; shaded bands: {BAND} ({len(seeds)})."
+    else:
+        note = f"Lines: {over} (one seed, no band)."
+    if kind == "layers":
+        note += f" Measured at the {'last' if spec.get('step') == 'last' else 'first'} step."
+    if spec.get("hlines"):
+        note += " Dashed: thresholds."
+    if spec.get("slopes"):
+        note += " Dotted: theoretical slopes, drawn through the middle data point of each panel."
+    return note
+
+
+__all__ = ["RENDERERS", "band_note", "figure_rows", "plt", "render"]
