@@ -5,10 +5,11 @@ The report only reads: the study manifests (``<lab>/studies/*.json``, written by
 each study's spec, runs and analysis) and the results store, opened read-only.
 ``write_report(lab)`` writes::
 
-    <lab>/report/index.html          the studies and their verdicts
-    <lab>/report/<study>.html        claim, setup, figures, numbers, verdict (self-contained)
-    <lab>/report/<study>/<n>-<type>.png
-    <lab>/report/summary.md          verdicts and the numbers behind them
+    <lab>/report/index.html          a card per study: headline figure, verdict, headline number
+    <lab>/report/<study>.html        claim, verdict, the paper beside our numbers, protocol,
+                                     figures, numbers (self-contained)
+    <lab>/report/<study>/<n>-<type>.png, thumb.png
+    <lab>/report/summary.md          verdicts, headlines and each check beside the paper
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from resnorm.errors import ConfigError
-from resnorm.report.html import index_page, number, study_page
+from resnorm.report.facts import headline_figure
+from resnorm.report.index import index_page
+from resnorm.report.study import study_page
+from resnorm.report.summary import summary_markdown
+
+#: Resolution of a thumbnail on the index (the study page draws at 90 dpi).
+THUMB_DPI = 48
 
 
 def _manifests(lab: Path) -> list[dict[str, Any]]:
@@ -41,58 +48,28 @@ def _write(path: Path, data: bytes | str) -> None:
 
 
 def study_figures(manifest: Mapping[str, Any], store: Any) -> list[tuple[str, bytes]]:
-    """``(caption, png)`` of each figure of a study."""
-    from resnorm.report.figures import render
+    """``(caption, png)`` of each figure of a study: the spec's caption (what to look at), then
+    what the lines, bands and reference lines show."""
+    from resnorm.report.figures import band_note, render
 
     out = []
-    for spec in manifest["spec"]["figures"]:
-        png = render(spec, manifest["analysis"]["runs"], store)
-        out.append((spec.get("title") or spec["type"], png))
+    runs = manifest["analysis"]["runs"]
+    for spec in manifest["spec"].get("figures") or []:
+        png = render(spec, runs, store)
+        caption = " ".join(x for x in (spec.get("caption", ""), band_note(spec, runs)) if x)
+        out.append((caption, png))
     return out
 
 
-def summary_markdown(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """The Markdown summary: per study its verdict, claim, and every check with its numbers."""
-    lines = [
-        "# resnorm studies: summary",
-        "",
-        "| study | verdict | scale | claim |",
-        "|---|---|---|---|",
-    ]
-    for m in manifests:
-        s, a = m["spec"], m["analysis"]
-        lines.append(
-            f"| [{s['name']}]({s['name']}.html) | **{a['verdict']}** | {s['scale']} | "
-            f"{s['claim']} |"
-        )
-    for m in manifests:
-        s, a = m["spec"], m["analysis"]
-        lines += [
-            "",
-            f"## {s['name']}: {a['verdict']}",
-            "",
-            f"{s['claim']} ({s['source']})",
-            "",
-            f"Criterion: `{a['criterion']}`",
-            "",
-        ]
-        for c in a["checks"]:
-            values = ", ".join(f"{k} = {number(v)}" for k, v in c["values"].items())
-            info = " (informational)" if c.get("informational") else ""
-            seeds = ""
-            if c.get("per_seed"):
-                seeds = (
-                    " ["
-                    + ", ".join(f"seed {p['seed']}: {p['result']}" for p in c["per_seed"])
-                    + "]"
-                )
-            lines.append(
-                f"- {c.get('label') or c['expr']}{info}: **{c['result']}**{seeds} — "
-                f"`{c['expr']}` with {values}"
-            )
-        counts = ", ".join(f"{k} {v}" for k, v in a["counts"].items())
-        lines += ["", f"Runs: {counts}.", ""]
-    return "\n".join(lines) + "\n"
+def thumbnail(manifest: Mapping[str, Any], store: Any) -> bytes | None:
+    """The study's headline figure, small, for its card on the index (None: no figure)."""
+    from resnorm.report.figures import render
+
+    i = headline_figure(manifest["spec"])
+    if i is None:
+        return None
+    spec = manifest["spec"]["figures"][i]
+    return render(spec, manifest["analysis"]["runs"], store, dpi=THUMB_DPI)
 
 
 def write_report(lab: str | Path = "lab", studies: Sequence[str] | None = None) -> Path:
@@ -114,21 +91,29 @@ def write_report(lab: str | Path = "lab", studies: Sequence[str] | None = None) 
     if not manifests:
         raise ConfigError("lab", f"no analysed study in {str(lab)!r}: run a study first")
     out = lab / "report"
+    thumbs: dict[str, bytes] = {}
     with Store(lab, readonly=True) as store:
         for m in manifests:
             name = m["spec"]["name"]
-            page_path = out / f"{name}.html"
+            page_path, thumb_path = out / f"{name}.html", out / name / "thumb.png"
             if studies is not None and name not in studies and page_path.exists():
+                if thumb_path.exists():  # an unchanged study keeps the thumbnail drawn with it
+                    thumbs[name] = thumb_path.read_bytes()
                 continue
             figures = study_figures(m, store)
-            for i, (spec, (_, png)) in enumerate(zip(m["spec"]["figures"], figures, strict=True)):
+            specs = m["spec"].get("figures") or []
+            for i, (spec, (_, png)) in enumerate(zip(specs, figures, strict=True)):
                 _write(out / name / f"{i + 1}-{spec['type']}.png", png)
+            thumb = thumbnail(m, store)
+            if thumb is not None:
+                _write(thumb_path, thumb)
+                thumbs[name] = thumb
             _write(page_path, study_page(m, figures))
     plt.close("all")
     _write(out / "summary.md", summary_markdown(manifests))
     index = out / "index.html"
-    _write(index, index_page(manifests))
+    _write(index, index_page(manifests, thumbs))
     return index
 
 
-__all__ = ["study_figures", "summary_markdown", "write_report"]
+__all__ = ["study_figures", "summary_markdown", "thumbnail", "write_report"]

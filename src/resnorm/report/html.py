@@ -1,5 +1,7 @@
-"""HTML pages of the report: one self-contained page per study (figures inlined as base64 PNG,
-CSS inline, no external resource) and an index over the studies.
+"""The HTML pieces every page of the report shares: the style sheet, the page frame, numbers,
+badges, links to arXiv, inlined PNGs, the setup and the per-point table. The pages themselves
+are in `resnorm.report.study` and `resnorm.report.index`; each is self-contained (figures
+inlined as base64 PNG, CSS inline, no external resource; links out go to arXiv only).
 
 Every page ends with a small script that, once the page has loaded, checks that every figure
 decoded (``complete && naturalWidth > 0``) and records it as ``data-figures`` on ``<body>``
@@ -15,6 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from resnorm.report.facts import arxiv_split
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
 max-width:1100px;color:#1b1f24;line-height:1.45;padding:0 1em}
@@ -27,9 +31,26 @@ th{background:#f4f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .reproduced{background:#2a8a4a}.not-reproduced{background:#b8322c}.inconclusive{background:#a77400}
 .pass{color:#2a8a4a;font-weight:600}.fail{color:#b8322c;font-weight:600}
 .missing,.mixed{color:#a77400;font-weight:600}.info{color:#666}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#333;max-width:60em}
 code,pre{background:#f6f8fa;font-size:.85em}pre{padding:.6em;overflow-x:auto}
 .claim{font-size:1.05em;border-left:4px solid #888;padding-left:.8em}
+.headline{font-size:1.15em;font-weight:600;margin:.6em 0}.headline small{font-weight:400;color:#555}
+tr.informational td{color:#666;background:#fafafa}
+.tag{display:inline-block;font-size:.8em;padding:0 .4em;border-radius:.3em;background:#e6e8eb;
+color:#444}
+.seed{display:inline-block;min-width:1.3em;text-align:center;font-size:.8em;margin:1px;
+border-radius:.25em;color:#fff}
+.seed.pass{background:#2a8a4a}.seed.fail{background:#b8322c}.seed.missing{background:#a77400}
+.why{background:#fff8e6;border-left:4px solid #a77400;padding:.5em .8em}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1.2em}
+.card{border:1px solid #ddd;border-radius:.5em;padding:.8em;overflow:hidden}
+.card h2{border:0;margin:.2em 0;font-size:1.1em}
+.card img.thumb{width:100%;height:210px;object-fit:contain;background:#fff;border:1px solid #eee}
+.card .nothumb{height:210px;display:flex;align-items:center;justify-content:center;color:#888;
+border:1px solid #eee}
+.oneline{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:.3em 0}
+.meta{font-size:.85em;color:#555;margin:.2em 0}
 """
 
 SCRIPT = """
@@ -69,37 +90,27 @@ def badge(verdict: str) -> str:
     return f'<span class="verdict {verdict.replace(" ", "-")}">{esc(verdict)}</span>'
 
 
+def linked(text: str) -> str:
+    """Escaped text whose ``arXiv:NNNN.NNNNN`` citations link to their abstract pages."""
+    return "".join(
+        esc(t) if i is None else f'<a href="https://arxiv.org/abs/{esc(i)}">{esc(t)}</a>'
+        for t, i in arxiv_split(text)
+    )
+
+
+def image(png: bytes, alt: str, cls: str = "") -> str:
+    """An ``<img>`` with the PNG inlined."""
+    data = base64.b64encode(png).decode()
+    klass = f' class="{cls}"' if cls else ""
+    return f'<img{klass} alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
 def page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width"><title>{esc(title)}</title>'
         f'<style>{CSS}</style></head><body data-figures="pending">\n{body}\n{SCRIPT}'
         "</body></html>\n"
-    )
-
-
-def checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
-    rows = []
-    for c in checks:
-        values = ", ".join(f"{esc(k)} = {number(v)}" for k, v in c["values"].items())
-        seeds = ""
-        if c.get("per_seed"):
-            seeds = "<br>" + "; ".join(
-                f'seed {p["seed"]}: <span class="{p["result"]}">{p["result"]}</span>'
-                for p in c["per_seed"]
-            )
-        info = ' <span class="info">(informational)</span>' if c.get("informational") else ""
-        if c.get("note"):
-            seeds += f'<br><span class="info">{esc(c["note"])}</span>'
-        rows.append(
-            f"<tr><td>{esc(c.get('label') or '')}{info}<br><code>{esc(c['expr'])}</code></td>"
-            f'<td>{values}</td><td><span class="{c["result"]}">{c["result"]}</span>{seeds}</td>'
-            "</tr>"
-        )
-    return (
-        "<table><tr><th>check</th><th>measured</th><th>result</th></tr>"
-        + "".join(rows)
-        + "</table>"
     )
 
 
@@ -140,17 +151,20 @@ def points_table(runs: Sequence[Mapping[str, Any]], scalars: Sequence[str]) -> s
 
 
 def setup_html(spec: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+    """Each part's run kind, axes, seeds and base config; the scale, executor and time."""
     out = []
     for p in spec["parts"]:
         axes = "; ".join(
-            f"{kind} {json.dumps(body, default=str)}" for a in p["axes"] for kind, body in a.items()
+            f"{kind} {json.dumps(body, default=str)}"
+            for a in p.get("axes") or []
+            for kind, body in a.items()
         )
         out.append(
             f"<h3>part <code>{esc(p['name'])}</code>: run kind <code>{esc(p['run'])}</code></h3>"
-            f"<p>axes: <code>{esc(axes or 'none')}</code><br>seeds: {esc(p['seeds'])}"
-            + (f"<br>after training: {esc(', '.join(p['after']))}" if p["after"] else "")
+            f"<p>axes: <code>{esc(axes or 'none')}</code><br>seeds: {esc(p.get('seeds'))}"
+            + (f"<br>after training: {esc(', '.join(p['after']))}" if p.get("after") else "")
             + f"</p><details><summary>base config</summary><pre>"
-            f"{esc(json.dumps(p['base'], indent=1, default=str))}</pre></details>"
+            f"{esc(json.dumps(p.get('base', {}), indent=1, default=str))}</pre></details>"
         )
     where = manifest.get("executor", "")
     seconds = manifest.get("seconds")
@@ -161,56 +175,3 @@ def setup_html(spec: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
     )
     out.append(f"<p>scale: {esc(spec.get('scale', ''))}; executor: {esc(where)}{timing}.</p>")
     return "".join(out)
-
-
-def study_page(manifest: Mapping[str, Any], figures: Sequence[tuple[str, bytes]]) -> str:
-    """The HTML page of one study (figures as ``(caption, png)``)."""
-    spec, a = manifest["spec"], manifest["analysis"]
-    counts = ", ".join(f"{k}: {v}" for k, v in a["counts"].items())
-    figs = "".join(
-        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,'
-        f'{base64.b64encode(png).decode()}"><figcaption>{esc(caption)}</figcaption></figure>'
-        for caption, png in figures
-    )
-    scalar_names = [*spec["scalars"], "final_loss", "diverged"]
-    quantities = "".join(
-        f'<tr><td><code>{esc(k)}</code></td><td class="num">{number(v)}</td></tr>'
-        for k, v in a["quantities"].items()
-    )
-    body = (
-        f'<p><a href="index.html">&larr; all studies</a></p>'
-        f"<h1>{esc(spec.get('title') or spec['name'])}</h1>"
-        f"<p>{badge(a['verdict'])} &nbsp; {esc(a['reason'])}</p>"
-        f'<h2>Claim</h2><p class="claim">{esc(spec["claim"])}</p>'
-        f"<p>Source: {esc(spec['source'])}</p>"
-        f"<h2>Verdict and criterion</h2><p>Criterion: <code>{esc(a['criterion'])}</code></p>"
-        f"{checks_table(a['checks'])}"
-        f"<h2>Setup</h2>{setup_html(spec, manifest)}<p>{esc(spec.get('notes', ''))}</p>"
-        f"<p>runs: {esc(counts)}</p>"
-        f"<h2>Figures</h2>{figs or '<p>no figures</p>'}"
-        f"<h2>Numbers</h2><h3>Quantities</h3><table>{quantities}</table>"
-        f"<h3>Per point (seed mean, [min, max] over seeds)</h3>"
-        f"{points_table(a['runs'], scalar_names)}"
-    )
-    return page(f"resnorm study: {spec['name']}", body)
-
-
-def index_page(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """The index over every analysed study."""
-    rows = []
-    for m in manifests:
-        spec, a = m["spec"], m["analysis"]
-        rows.append(
-            f'<tr><td><a href="{esc(spec["name"])}.html">{esc(spec["name"])}</a></td>'
-            f"<td>{badge(a['verdict'])}</td><td>{esc(spec['claim'])}<br>"
-            f"<small>{esc(spec['source'])}</small></td><td><code>{esc(a['criterion'])}</code></td>"
-            f"<td>{esc(spec.get('scale', ''))}</td></tr>"
-        )
-    body = (
-        "<h1>resnorm: studies of residual and normalization topologies</h1>"
-        "<p>Each study tests a published claim; its verdict is computed from the measurements "
-        "by the criterion shown. A claim that did not reproduce is reported with its numbers."
-        "</p><table><tr><th>study</th><th>verdict</th><th>claim</th><th>criterion</th>"
-        f"<th>scale</th></tr>{''.join(rows)}</table>"
-    )
-    return page("resnorm studies", body)
