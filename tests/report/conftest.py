@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "lab"))
+sys.path.insert(0, str(Path(__file__).parent))  # reportkit
 
 from labkit import tiny_study
 
 from resnorm.lab import run_study
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lab folder with the tiny study run (serially) and its report written."""
     root = tmp_path_factory.mktemp("report")

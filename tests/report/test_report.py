@@ -58,14 +58,18 @@ def test_each_study_page_is_self_contained_with_every_figure_embedded(lab: Path)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not re.search(r'(src|href)="(https?:)?//', html), "no external resource"
+    assert not re.search(r'src="(https?:)?//|<link ', html), "no external resource"
     claim = html_escape(manifest["spec"]["claim"])
-    for text in ("reproduced", claim, "the test suite", "gain &gt; -1"):
+    for text in (manifest["analysis"]["verdict"], claim, "the test suite", "gain &gt; -1"):
         assert text in html
     pngs = sorted(p.name for p in (lab / "report" / "tiny").glob("*.png"))
-    assert pngs == ["1-layers.png", "2-scaling.png", "3-heatmap.png", "4-curves.png", "5-bars.png"]
+    assert pngs == [
+        *("1-layers.png", "2-scaling.png", "3-heatmap.png", "4-curves.png", "5-bars.png"),
+        "thumb.png",
+    ]
     summary = (lab / "report" / "summary.md").read_text()
-    assert "## tiny: reproduced" in summary and "a gradient reaches W2" in summary
+    assert f"## tiny: {manifest['analysis']['verdict']}" in summary
+    assert "a gradient reaches W2" in summary
     assert 'href="tiny.html"' in (lab / "report" / "index.html").read_text()
 
 
@@ -74,7 +78,7 @@ def test_the_report_renders_in_headless_chromium_without_console_errors(lab: Pat
     for page in ("tiny.html", "index.html"):
         dom = _browse(lab / "report" / page, "--dump-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
-        n = 5 if page == "tiny.html" else 0
+        n = 5 if page == "tiny.html" else 1  # the index: one thumbnail per study
         assert f'data-figures="rendered {n}/{n}"' in dom.stdout, "a figure did not decode"
         assert _console(dom.stderr) == [], _console(dom.stderr)
     shot = ARTIFACTS / "report-tiny.png"
