@@ -1,9 +1,15 @@
-"""Shared settings of the built-in studies: scales, base configs, axis helpers.
+"""Shared settings of the built-in studies: scales, the shared protocol, base configs, axes.
 
 ``quick`` finishes in minutes on a 2-core CPU: the default model of `docs/studies.md` (decoder,
 byte vocabulary, d_model 64, 4 heads, FFN 4d, context 64, batch 16, AdamW(0.9, 0.98)) on the
 built-in corpus, a few hundred steps. ``full`` is GPU-sized: d_model 256, 8 heads, context 256,
 batch 32, thousands of steps, bf16 where the device supports it.
+
+Every topology compared in a study shares one init and embedding scale, the papers' own
+(`PAPER_MODEL`): the Transformer of Vaswani et al. as fairseq builds it, on which Xiong et al.,
+Liu et al. (Admin) and Wang et al. (DeepNet) all build: Xavier-uniform matrices, token
+embeddings N(0, 1/d) multiplied by sqrt(d) (so each token's ||x_0||^2 is about d). A
+topology's own init (DeepNorm's beta, T-Fixup, Admin's omega) applies on top, as in its paper.
 """
 
 from __future__ import annotations
@@ -17,10 +23,23 @@ from resnorm.lab.spec import Axis
 
 SCALES = ("quick", "full")
 
-#: Signal-propagation claims at init are measured under Xavier init, the init of the papers
-#: they come from (Vaswani et al. 2017, fairseq); resnorm's default N(0, 0.02) is shown beside.
-PAPER_INIT = "xavier"
-INITS = ("xavier", "normal")
+#: The init and embedding scale of the papers' Transformer (fairseq): Xavier-uniform matrices,
+#: embeddings N(0, 1/d) times sqrt(d).
+PAPER_MODEL: dict[str, Any] = {"init": "xavier", "embed_scale": True}
+
+#: Where every study built on `PAPER_MODEL` departs from it: (what, why).
+SHARED_DEPARTURES: tuple[tuple[str, str], ...] = (
+    (
+        "a decoder-only byte-level LM on the Python standard library's source (the built-in "
+        "corpus) instead of translation (IWSLT/WMT) or BERT pre-training",
+        "no download and minutes on 2 CPU cores",
+    ),
+    (
+        "learned positions, N(0, 1/d) and unscaled, instead of sinusoidal ones",
+        "resnorm has learned, RoPE or no positions; at init they are small beside the "
+        "sqrt(d)-scaled tokens, as sinusoids are not",
+    ),
+)
 
 
 def check_scale(scale: str) -> str:
@@ -36,7 +55,7 @@ def model(scale: str, **fields: Any) -> dict[str, Any]:
         if scale == "quick"
         else {"d_model": 256, "n_heads": 8, "max_seq_len": 256}
     )
-    return {**base, **fields}
+    return {**base, **PAPER_MODEL, **fields}
 
 
 def train_base(scale: str, steps: int, **train: Any) -> dict[str, Any]:

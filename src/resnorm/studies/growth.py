@@ -1,7 +1,9 @@
 """Studies of what training does to the residual stream: ``curse-of-depth`` (Sun et al. 2025;
 Li et al. 2024) and ``peri`` (Kim et al. 2025; Ding et al. 2021).
 
-Comparisons run 3 seeds at ``quick`` scale (5 at ``full``) and are checked per seed.
+Both papers study LLaMA-style Pre-LN decoders (RMSNorm, SwiGLU, RoPE, N(0, 0.02) init), so
+these studies use that model for every topology (`LLAMA_MODEL`). Comparisons run 3 seeds at
+``quick`` scale (5 at ``full``), checked per seed with effect sizes over seeds.
 """
 
 from __future__ import annotations
@@ -9,7 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 from resnorm.lab.spec import Part, StudySpec, grid
-from resnorm.studies.common import check_scale, seeds, train_base, where
+from resnorm.studies.common import SHARED_DEPARTURES, check_scale, seeds, train_base, where
+
+#: The LLaMA-style decoder of the curse-of-depth, Mix-LN and Peri-LN papers.
+LLAMA_MODEL: dict[str, Any] = {
+    "norm": "rmsnorm",
+    "mlp": "swiglu",
+    "positional": "rope",
+    "init": "normal",
+    "init_std": 0.02,
+    "embed_scale": False,
+}
+LLAMA_DEPARTURES = (
+    SHARED_DEPARTURES[0],
+    (
+        "d = 64 and 12 layers (quick) instead of 130M-3B parameter models trained on billions "
+        "of tokens",
+        "CPU scale: the depth effects are those of a short training run",
+    ),
+)
+
+
+def _llama_base(scale: str, steps: int, **train: Any) -> dict[str, Any]:
+    base = train_base(scale, steps, **train)
+    base["model"] = {**base["model"], **LLAMA_MODEL}
+    return base
 
 
 def curse_of_depth(scale: str = "quick") -> StudySpec:
@@ -28,28 +54,20 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
         },
         "rms_last": {"probe": "stream_rms", "key": "decoder.mlp", "layer": "last", "step": "last"},
         "var_growth": {"expr": "(rms_last / rms_first) ** 2"},
-        "branch_lastq": {
-            "probe": "branch_rms",
-            "key": "decoder.*",
-            "fraction": lastq,
-            "step": "last",
-        },
-        "stream_lastq": {
-            "probe": "stream_rms",
-            "key": "decoder.mlp",
-            "fraction": lastq,
-            "step": "last",
-        },
-        "contrib_lastq": {"expr": "branch_lastq / stream_lastq"},
         "drop_lastq": {"probe": "layer_drop", "key": "decoder", "fraction": lastq, "step": "last"},
-        "grad_max": {"probe": "grad_norm", "key": "decoder", "reduce": "max", "step": "last"},
-        "grad_min": {"probe": "grad_norm", "key": "decoder", "reduce": "min", "step": "last"},
-        "grad_spread": {"expr": "grad_max / grad_min"},
     }
     q: dict[str, dict] = {}
     for t in ("pre_ln", "lns", "mix_ln"):
-        for s in ("var_growth", "contrib_lastq", "drop_lastq", "final_loss"):
+        for s in ("var_growth", "drop_lastq", "final_loss"):
             q[f"{s}_{t}"] = {"of": s, "where": where(model__topology=t)}
+    q["drop_lns_minus_pre"] = {"expr": "drop_lastq_lns - drop_lastq_pre_ln"}
+    q["drop_mix_minus_pre"] = {"expr": "drop_lastq_mix_ln - drop_lastq_pre_ln"}
+    q["var_pre_over_lns"] = {"expr": "var_growth_pre_ln / var_growth_lns"}
+    drop_paper = {
+        "reports": "removing one of Pre-LN's deep layers barely changes performance; with LNS "
+        "(and Mix-LN) the deep layers matter",
+        "where": "Sun et al. (layer-removal performance drop per layer); Li et al. Mix-LN",
+    }
     return StudySpec(
         name="curse-of-depth",
         title="The curse of depth: do deep Pre-LN layers contribute?",
@@ -61,7 +79,7 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
             Part(
                 name="trained",
                 run="train",
-                base=train_base(scale, steps),
+                base=_llama_base(scale, steps),
                 axes=(grid(model__topology=["pre_ln", "lns", "mix_ln"], model__n_layers=[n]),),
                 seeds=seeds(scale),
                 after=tuple(after),
@@ -71,24 +89,33 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
         quantities=q,
         checks=(
             {
-                "expr": "var_growth_pre_ln >= 2 * var_growth_lns",
+                "expr": "drop_lns_minus_pre > 0",
                 "per_seed": True,
-                "min_seeds": 3,
-                "label": "pre_ln's stream variance growth >= 2x that of lns",
+                "effect": "drop_lns_minus_pre",
+                "unit": "nats",
+                "label": "dropping a last-quarter layer costs more loss with lns than pre_ln",
+                "paper": drop_paper,
             },
             {
-                "expr": "contrib_lastq_lns > contrib_lastq_pre_ln and "
-                "contrib_lastq_mix_ln > contrib_lastq_pre_ln",
+                "expr": "drop_mix_minus_pre > 0",
                 "per_seed": True,
-                "min_seeds": 3,
-                "label": "last-quarter relative block contribution larger for lns and mix_ln",
+                "effect": "drop_mix_minus_pre",
+                "unit": "nats",
+                "label": "dropping a last-quarter layer costs more loss with mix_ln than pre_ln",
+                "paper": drop_paper,
             },
             {
-                "expr": "drop_lastq_lns > drop_lastq_pre_ln and drop_lastq_mix_ln > "
-                "drop_lastq_pre_ln",
+                "expr": "var_pre_over_lns > 1",
                 "per_seed": True,
-                "min_seeds": 3,
-                "label": "last-quarter layer-drop loss increase larger for lns and mix_ln",
+                "effect": "var_pre_over_lns",
+                "unit": "x",
+                "label": "the stream variance grows more from the first to the last layer in "
+                "pre_ln than in lns",
+                "paper": {
+                    "reports": "Pre-LN's output variance grows exponentially with depth; LNS "
+                    "bounds its growth",
+                    "where": "Sun et al., abstract and Sec. 3 (variance analysis)",
+                },
             },
         ),
         figures=(
@@ -101,6 +128,7 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
                 "logy": True,
                 "title": "Stream RMS per layer after training",
                 "ylabel": "RMS",
+                "caption": "Pre-LN's stream should grow steadily with depth; LNS's less.",
             },
             {
                 "type": "layers",
@@ -111,6 +139,8 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
                 "logy": False,
                 "title": "Loss increase when one layer is dropped",
                 "ylabel": "nats",
+                "caption": "The paper's measure: how much loss one layer's removal costs. Pre-LN's "
+                "deep layers should cost little; LNS's and Mix-LN's more.",
             },
             {
                 "type": "layers",
@@ -121,12 +151,31 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
                 "logy": True,
                 "title": "Gradient norm per layer after training",
                 "ylabel": "l2",
+                "caption": "Shown for context; not part of the criterion.",
             },
         ),
         notes=f"L = {n}, {steps} steps, no warmup. Measured after training on one validation "
         "batch: stream RMS after each layer, branch RMS, layer-drop loss increase (both "
         "branches of the layer zeroed), gradient norm per layer. Last quarter = layers "
         f"{int(0.75 * n) + 1}..{n}.",
+        protocol={
+            "mirrors": "Sun et al. train LLaMA-style Pre-LN decoders (130M-1B parameters) with "
+            "and without LayerNorm Scaling (the norm's output times 1/sqrt(l)) and measure how "
+            "much performance drops when each layer is removed; Mix-LN (Post-LN in the first "
+            "25% of layers) is measured the same way.",
+            "init": "N(0, 0.02), RMSNorm, SwiGLU, RoPE (LLaMA's) for all three",
+            "metric": "loss increase when one layer's sublayer outputs are zeroed, after "
+            "training (the paper: performance drop on benchmarks); variance growth = "
+            "(RMS of the last layer's stream / the first's)^2",
+        },
+        departures=(
+            *LLAMA_DEPARTURES,
+            (
+                "the loss increase on held-out text instead of benchmark accuracy",
+                "no evaluation suites at this scale",
+            ),
+        ),
+        headline={"figure": 1, "check": 0},
         scale=scale,
     )
 
@@ -136,17 +185,22 @@ def peri(scale: str = "quick") -> StudySpec:
     check_scale(scale)
     quick = scale == "quick"
     steps, n, lr = (300, 12, 3e-3) if quick else (3000, 24, 3e-3)
-    base = train_base(
+    base = _llama_base(
         scale, steps, lr=lr, probe_every=50 if quick else 250, probes=["stream_rms", "stream_max"]
     )
     scalars = {
-        "max_rms": {"probe": "stream_rms", "key": "decoder.*", "reduce": "max", "step": "last"},
+        "rms_start": {"probe": "stream_rms", "key": "decoder.*", "reduce": "max", "step": "first"},
+        "rms_end": {"probe": "stream_rms", "key": "decoder.*", "reduce": "max", "step": "last"},
+        "rms_growth": {"expr": "rms_end / rms_start"},
         "max_abs": {"probe": "stream_max", "key": "decoder.*", "reduce": "max", "step": "last"},
     }
     q: dict[str, dict] = {}
     for t in ("pre_ln", "peri_ln", "sandwich_ln"):
-        for s in ("max_rms", "max_abs", "diverged", "final_loss"):
+        for s in ("rms_growth", "max_abs", "diverged", "final_loss"):
             q[f"{s}_{t}"] = {"of": s, "where": where(model__topology=t)}
+    q["pre_over_peri"] = {"expr": "rms_growth_pre_ln / rms_growth_peri_ln"}
+    q["pre_over_sandwich"] = {"expr": "rms_growth_pre_ln / rms_growth_sandwich_ln"}
+    fig1 = "Kim et al. Fig. 1 (hidden-state variance per layer from init through training)"
     return StudySpec(
         name="peri",
         title="Hidden-state growth: Pre-LN vs Peri-LN and Sandwich-LN",
@@ -169,14 +223,36 @@ def peri(scale: str = "quick") -> StudySpec:
         quantities=q,
         checks=(
             {
-                "expr": "max_rms_pre_ln >= 2 * max_rms_peri_ln",
+                "expr": "pre_over_peri > 1",
                 "per_seed": True,
-                "min_seeds": 3,
-                "label": "pre_ln's final max-over-layers stream RMS >= 2x peri_ln's",
+                "effect": "pre_over_peri",
+                "unit": "x",
+                "label": "the largest stream RMS grows more during training in pre_ln than in "
+                "peri_ln",
+                "paper": {
+                    "reports": "Pre-LN's hidden-state variance grows to massive activations "
+                    "during training; Peri-LN's stays balanced",
+                    "where": fig1,
+                },
+            },
+            {
+                "expr": "pre_over_sandwich > 1",
+                "per_seed": True,
+                "effect": "pre_over_sandwich",
+                "unit": "x",
+                "label": "... and more than in sandwich_ln",
+                "paper": {
+                    "reports": "Sandwich-LN stops the value explosion of deep layers",
+                    "where": "Ding et al. Sec. 2.4",
+                },
             },
             {
                 "expr": "diverged_peri_ln <= diverged_pre_ln",
                 "label": "peri_ln diverges on no more seeds than pre_ln",
+                "paper": {
+                    "reports": "Peri-LN trains more stably than Pre-LN",
+                    "where": "Kim et al., abstract",
+                },
             },
         ),
         figures=(
@@ -189,6 +265,17 @@ def peri(scale: str = "quick") -> StudySpec:
                 "logy": True,
                 "title": "Stream RMS per layer at the end of training",
                 "ylabel": "RMS",
+                "caption": "Peri-LN's stream starts larger by construction (its embedding is "
+                "normalized); the claim is about growth, in the next figure.",
+            },
+            {
+                "type": "bars",
+                "value": "rms_growth",
+                "x": "model.n_layers",
+                "series": "model.topology",
+                "title": "Growth of the largest stream RMS during training (end / start)",
+                "caption": "Pre-LN's should be the largest. Bars: mean over seeds; whiskers: "
+                "min-max.",
             },
             {
                 "type": "curves",
@@ -196,9 +283,27 @@ def peri(scale: str = "quick") -> StudySpec:
                 "series": "model.topology",
                 "title": f"Training loss, L = {n}, lr = {lr}",
                 "hline": "unigram_loss",
+                "caption": "Stability at the high learning rate. Lines: mean over seeds; "
+                "bands: min-max.",
             },
         ),
         notes=f"L = {n}, {steps} steps, lr {lr}, no warmup; stream RMS and max |x| after every "
-        "sublayer every 50 steps; the value counted is the one at the last probe step.",
+        f"sublayer every {base['train']['probe_every']} steps; growth = the largest stream RMS "
+        "at the last probe step over the first.",
+        protocol={
+            "mirrors": "Kim et al. train LLaMA-style decoders (400M-3.2B) as Pre-LN, Post-LN and "
+            "Peri-LN and track each layer's hidden-state variance from init through training: "
+            "Pre-LN's grows to massive activations, Peri-LN's stays balanced.",
+            "init": "N(0, 0.02), RMSNorm, SwiGLU, RoPE for all three",
+            "metric": "growth during training of the largest per-layer stream RMS",
+        },
+        departures=(
+            *LLAMA_DEPARTURES,
+            (
+                f"a high learning rate ({lr}) over {steps} steps instead of billions of tokens",
+                "growth has to show within a short run",
+            ),
+        ),
+        headline={"figure": 1, "check": 0},
         scale=scale,
     )
