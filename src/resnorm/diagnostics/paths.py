@@ -38,6 +38,8 @@ class SkipPathsConfig:
         n_layers, d_model, n_heads: the encoder.
         seq_len, batch_size: the shape of X.
         init: the model's init scheme (``xavier``, ``normal``, ...).
+        init_std: the std of the ``normal`` init (Dong et al.'s BERT models: N(0, 0.02) at
+            d = 768; width-matched: 0.02 sqrt(768 / d)).
         seed: seeds the weights and X.
     """
 
@@ -48,6 +50,7 @@ class SkipPathsConfig:
     seq_len: int = 32
     batch_size: int = 4
     init: str = "xavier"
+    init_std: float = 0.02
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +82,7 @@ def skip_paths(cfg: SkipPathsConfig) -> tuple[list[Record], dict[str, float]]:
         n_heads=cfg.n_heads,
         topology=topology,
         init=cfg.init,
+        init_std=cfg.init_std,
         positional="none",
         max_seq_len=cfg.seq_len,
     )
