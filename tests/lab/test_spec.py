@@ -121,3 +121,21 @@ def test_expressions_compute_arithmetic_and_treat_nan_as_missing_not_false() -> 
     assert math.isnan(evaluate("n < 1 and a > 1", values))
     assert math.isnan(evaluate("a / 0", values))
     assert names("max(a, b) - c") == {"a", "b", "c"}
+
+
+def test_figure_kinds_are_the_renderers_table_and_a_figure_is_validated_against_its_kind() -> None:
+    from resnorm.lab.grammar import figure_from
+    from resnorm.report.figures import RENDERERS
+    from resnorm.report.kinds import FIGURE_KINDS
+
+    assert set(RENDERERS) == set(FIGURE_KINDS)
+    fig = figure_from(
+        {"type": "scaling", "y": "g", "x": "model.n_layers", "slopes": [{"slope": -0.5}]}, "f"
+    )
+    assert fig.slopes == ({"slope": -0.5},) and fig.to_dict()["y"] == "g"
+    with pytest.raises(ConfigError, match=r"f.x: a scaling figure needs y, x"):
+        figure_from({"type": "scaling", "y": "g"}, "f")
+    with pytest.raises(ConfigError, match=r"f.colour: unknown key"):
+        figure_from({"type": "bars", "value": "v", "x": "x", "colour": "red"}, "f")
+    with pytest.raises(ConfigError, match=r"f.type: unknown value 'pie'"):
+        figure_from({"type": "pie"}, "f")

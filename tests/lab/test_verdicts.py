@@ -99,7 +99,9 @@ def test_verdict_reproduced_not_reproduced_and_inconclusive() -> None:
     }
     passed = check({"expr": "b > a"}, specs, rows)  # means: 1.75 > 1.0
     failed = check({"expr": "b > 5"}, specs, rows)
-    mixed = check({"expr": "b > a", "per_seed": True, "min_seeds": 2}, specs, rows)  # seed 0 yes, seed 1 no
+    mixed = check(
+        {"expr": "b > a", "per_seed": True, "min_seeds": 2}, specs, rows
+    )  # seed 0 yes, seed 1 no
     missing = check({"expr": "n > 0"}, specs, rows)
     info = check({"expr": "b > 5", "informational": True}, specs, rows)
     few = check({"expr": "b > 0", "per_seed": True, "min_seeds": 3}, specs, rows)
@@ -118,3 +120,64 @@ def test_verdict_reproduced_not_reproduced_and_inconclusive() -> None:
     assert verdict([passed, missing])[0] == "inconclusive"
     assert verdict([passed, few]) == ("inconclusive", "undecided: b > 0 (" + few["note"] + ")")
     assert verdict([])[0] == "inconclusive"
+
+
+def _pairs(a: list[float], b: list[float]) -> list[dict[str, Any]]:
+    """Seed s has topology a's scalar a[s] and b's b[s]."""
+    rows = [_row(s, {"t": "a"}, v=v) for s, v in enumerate(a)]
+    return rows + [_row(s, {"t": "b"}, v=v) for s, v in enumerate(b)]
+
+
+SPECS = {
+    "a": {"of": "v", "where": {"t": "a"}},
+    "b": {"of": "v", "where": {"t": "b"}},
+    "gap": {"expr": "b - a"},
+}
+
+
+def test_effect_is_the_mean_over_seeds_with_a_95_percent_student_t_interval() -> None:
+    rows = _pairs([0.0, 0.0, 0.0], [1.0, 2.0, 3.0])  # per-seed gaps 1, 2, 3
+    c = check({"expr": "gap > 0", "per_seed": True, "effect": "gap", "unit": "nats"}, SPECS, rows)
+    e = c["effect"]
+    half = 4.303 * 1.0 / math.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n)
+    assert e["mean"] == pytest.approx(2.0) and e["values"] == [1.0, 2.0, 3.0]
+    assert (e["lo"], e["hi"]) == pytest.approx((2.0 - half, 2.0 + half), rel=1e-4)
+    assert c["result"] == "pass" and (c["k"], c["n"]) == (3, 3)
+    assert "gap = 2 nats (-0.484 to 4.48, 95% t, 3 seeds)" in c["sentence"]
+    assert "on 3 of 3 seeds" in c["sentence"]
+
+
+def test_per_seed_directions_hold_fail_or_disagree_by_min_pass() -> None:
+    rows = _pairs([0.0] * 6, [1.0, 1.0, 1.0, 1.0, 1.0, -1.0])  # holds on 5 of 6 seeds
+    every = check({"expr": "gap > 0", "per_seed": True}, SPECS, rows)
+    five = check({"expr": "gap > 0", "per_seed": True, "min_pass": 5}, SPECS, rows)
+    opposite = check({"expr": "gap < 0", "per_seed": True, "min_pass": 5}, SPECS, rows)
+    assert every["result"] == "mixed" and "holds on 5 of 6 seeds, fails on 1" in every["note"]
+    assert five["result"] == "pass" and opposite["result"] == "fail"
+
+
+def test_a_failed_check_says_how_far_its_number_is_from_the_threshold_and_the_papers() -> None:
+    rows = _pairs([1.0, 1.0, 1.0], [5.0, 5.5, 6.0])
+    c = check(
+        {
+            "expr": "b >= 8",
+            "label": "b grows at least x8",
+            "paper": {"reports": "O(N)", "where": "Theorem 2"},
+        },
+        SPECS,
+        rows,
+    )
+    assert c["result"] == "fail"
+    assert "b = 5.5 is 2.5 below the threshold 8" in c["sentence"]
+    assert c["sentence"].endswith("The paper: O(N) (Theorem 2)")
+    assert c["paper"] == {"reports": "O(N)", "where": "Theorem 2"}
+
+
+def test_a_check_with_an_unknown_effect_or_paper_key_is_refused_when_the_spec_is_built() -> None:
+    from resnorm.errors import ConfigError
+    from resnorm.lab.grammar import check_from
+
+    with pytest.raises(ConfigError, match="paper.year: unknown key"):
+        check_from({"expr": "a > 0", "paper": {"reports": "x", "year": 2020}}, "study.checks[0]")
+    with pytest.raises(ConfigError, match=r"study.checks\[0\].min_pass"):
+        check_from({"expr": "a > 0", "min_pass": -1}, "study.checks[0]")

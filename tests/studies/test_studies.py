@@ -3,7 +3,9 @@ it says (checked on small cases against direct computations)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -48,14 +50,60 @@ def test_each_study_resolves_at_both_scales_and_round_trips_as_data(name: str, t
                     assert r.config["train"]["steps"] <= 600 and r.config["model"]["d_model"] == 64
 
 
-def test_the_demo_is_skip_gradients_output_change_and_a_small_depth_map() -> None:
+def test_the_demo_is_skip_gradients_output_change_and_the_decisive_depth_cell() -> None:
     demo = demo_studies()
     assert [s.name for s in demo] == ["skip", "gradients-at-init", "output-change", "depth"]
     depth = plan(demo[-1], "lab")
-    assert len(depth) == 6 and {r.config["model"]["n_layers"] for r in depth} == {6, 24}
+    assert len(depth) == 6 and {r.config["model"]["n_layers"] for r in depth} == {24}
+    assert {r.config["model"]["topology"] for r in depth} == {"post_ln", "deepnorm"}
+
+
+def test_every_demo_check_can_be_decided_by_the_seeds_it_runs() -> None:
+    for spec in demo_studies():
+        planned = {p.name: len(p.seeds) for p in spec.parts}
+        for c in spec.checks:
+            if c.per_seed:
+                assert min(planned.values()) >= max(c.min_seeds, c.min_pass), (spec.name, c.label)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_study_states_its_protocol_and_the_paper_beside_each_check(name: str) -> None:
+    for scale in ("quick", "full"):
+        spec = get_study(name, scale)
+        assert spec.protocol.get("mirrors") and spec.departures
+        assert "arXiv:" in spec.source or "ICML" in spec.source or "GPT-2" in spec.source
+        for c in spec.checks:
+            assert c.paper is not None and c.paper.reports and c.paper.where, c.label
+            assert c.label
+        assert 0 <= spec.headline.get("figure", 0) < len(spec.figures)
+        compared = [c for c in spec.checks if c.per_seed]
+        for c in compared:  # a comparison over seeds needs at least 3 of them
+            assert all(len(p.seeds) >= 3 for p in spec.parts), (name, c.label)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_topologies_compared_in_one_study_share_one_init_and_embedding_scale(name: str) -> None:
+    """A topology's own init applies on top (DeepNorm, T-Fixup, Admin); the scheme is shared."""
+    spec = get_study(name)
+    for part in spec.parts:
+        runs = plan(_one_part(spec, part.name), "lab")
+        models = [r.config.get("model") for r in runs if r.config.get("model")]
+        if not models:
+            continue
+        inits = {(m["init"], m["init_std"], m["embed_scale"]) for m in models}
+        varied = {k for a in part.axes for k in (a.values or {})} | {
+            k for a in part.axes for p in a.points for k in p
+        }
+        if "model.init" not in varied:  # init-scaling compares two inits: that is its claim
+            assert len(inits) == 1, (name, part.name, inits)
+
+
+def _one_part(spec: Any, name: str) -> Any:
+    return dataclasses.replace(spec, parts=tuple(p for p in spec.parts if p.name == name))
 
 
 def test_skip_paths_follow_the_real_attention_modules_in_float64() -> None:
+    """The measurement against the same seeded model with attention applied by hand."""
     cfg = SkipPathsConfig(
         path="attention_only", n_layers=3, d_model=16, n_heads=2, seq_len=8, batch_size=2, seed=3
     )
