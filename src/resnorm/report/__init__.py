@@ -26,9 +26,6 @@ from resnorm.report.index import index_page
 from resnorm.report.study import study_page
 from resnorm.report.summary import summary_markdown
 
-#: Resolution of a thumbnail on the index (the study page draws at 90 dpi).
-THUMB_DPI = 48
-
 
 def _manifests(lab: Path) -> list[dict[str, Any]]:
     folder = lab / "studies"
@@ -69,7 +66,7 @@ def thumbnail(manifest: Mapping[str, Any], store: Any) -> bytes | None:
     if i is None:
         return None
     spec = manifest["spec"]["figures"][i]
-    return render(spec, manifest["analysis"]["runs"], store, dpi=THUMB_DPI)
+    return render(spec, manifest["analysis"]["runs"], store, thumb=True)
 
 
 def write_report(lab: str | Path = "lab", studies: Sequence[str] | None = None) -> Path:

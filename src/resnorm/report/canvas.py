@@ -18,8 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from resnorm.report.style import Styler
+from resnorm.report.style import Styler, topology_color, topology_of
 
 Row = Mapping[str, Any]
 
@@ -82,7 +83,7 @@ class Panel:
     ax: Any
     title: str
     rows: list[Row]
-    points: list[tuple[float, float]] = field(default_factory=list)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,18 +100,20 @@ class Canvas:
     ) -> None:
         """Seed mean as a line, min..max over the seeds as a shaded band."""
         style = self.styler(label)
+        scale = plt.rcParams["font.size"] / 10  # a thumbnail's larger type thickens its lines too
         means = [statistics.fmean(g) if g else math.nan for g in groups]
         panel.ax.plot(
             xs,
             means,
             marker=style.marker,
             ls=style.ls,
-            ms=3.5,
-            lw=1.6,
+            ms=3.5 * scale,
+            lw=1.6 * scale,
             label=label,
             color=style.color,
         )
-        panel.points += [(x, m) for x, m in zip(xs, means, strict=True) if math.isfinite(m)]
+        drawn = [(x, m) for x, m in zip(xs, means, strict=True) if math.isfinite(m)]
+        panel.series.setdefault(label, []).extend(drawn)
         if any(len(g) > 1 for g in groups):
             lo = [min(g) if g else math.nan for g in groups]
             hi = [max(g) if g else math.nan for g in groups]
@@ -165,9 +168,22 @@ def canvas(
     return out
 
 
+def _anchor(panel: Panel, label: str) -> tuple[list[tuple[float, float]], str]:
+    """The points a slope guide is drawn through and its colour: the series of the topology its
+    label names ("Pre-LN theory: L^-1/2" -> pre_ln), in that topology's colour; else every
+    series of the panel, in black."""
+    topo = topology_of(label.lower().replace("-", "_"))
+    if topo is not None:
+        mine = [pts for name, pts in panel.series.items() if topology_of(name) == topo]
+        exact = panel.series.get(topo)
+        if exact or mine:
+            return sorted(exact or [p for pts in mine for p in pts]), topology_color(topo)
+    return sorted(p for pts in panel.series.values() for p in pts), "black"
+
+
 def _references(cv: Canvas, spec: Mapping[str, Any]) -> None:
     """Threshold lines (dashed) and theoretical log-log slopes (dotted, through the middle data
-    point of each panel), each with its label in the legend."""
+    point of the series they are about, or of the panel), each with its label in the legend."""
     for panel in cv.panels:
         for i, h in enumerate(spec.get("hlines") or []):
             panel.ax.axhline(
@@ -178,26 +194,36 @@ def _references(cv: Canvas, spec: Mapping[str, Any]) -> None:
                 label=h.get("label") or f"y = {h['y']:g}",
                 zorder=1,
             )
-        if not panel.points:
-            continue
-        pts = sorted(panel.points)
-        x0, y0 = pts[len(pts) // 2]
-        xs = sorted({x for x, _ in pts if x > 0})
-        if x0 <= 0 or y0 <= 0 or len(xs) < 2:
-            continue  # a power law through a non-positive point is not drawn
         for i, s in enumerate(spec.get("slopes") or []):
-            k = float(s["slope"])
-            ys = [y0 * (x / x0) ** k for x in xs]
-            label = s.get("label") or f"slope {k:g}"
+            k, label = float(s["slope"]), str(s.get("label") or "")
+            pts, color = _anchor(panel, label)
+            xs = sorted({x for x, _ in pts if x > 0})
+            if not pts or len(xs) < 2:
+                continue
+            x0, y0 = pts[len(pts) // 2]
+            if x0 <= 0 or y0 <= 0:
+                continue  # a power law through a non-positive point is not drawn
             panel.ax.plot(
                 xs,
-                ys,
-                color="black",
-                lw=1.2,
+                [y0 * (x / x0) ** k for x in xs],
+                color=color,
+                lw=1.3,
                 ls=SLOPE_DASHES[i % len(SLOPE_DASHES)],
-                label=f"{label} (slope {k:g})" if s.get("label") else label,
+                label=f"{label} (slope {k:g})" if label else f"slope {k:g}",
                 zorder=1,
             )
+
+
+def _tidy_log_y(ax: Any) -> None:
+    """On a log y axis spanning less than two decades, ticks at 1-2-5 written plainly (0.2, 0.5,
+    1, 2): matplotlib's default labels every minor tick in scientific notation, which crowds."""
+    if ax.get_yscale() != "log":
+        return
+    lo, hi = ax.get_ylim()
+    if lo > 0 and hi / lo < 100:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def png(fig: Figure, dpi: float) -> bytes:
@@ -221,13 +247,14 @@ def finish(cv: Canvas, spec: Mapping[str, Any], xlabel: str, ylabel: str, dpi: f
             row = cv.row_labels.get(i)
             ax.set_ylabel(f"{row}\n{ylabel}" if row else ylabel)
         ax.grid(True, which="major", alpha=0.3)
-        ax.set_title(panel.title, fontsize=9)
+        _tidy_log_y(ax)
+        ax.set_title(panel.title, fontsize="medium")
     seen: dict[str, Any] = {}
     for panel in cv.panels:
         for handle, label in zip(*panel.ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     if spec.get("title"):
-        cv.fig.suptitle(spec["title"], fontsize=11)
+        cv.fig.suptitle(spec["title"], fontsize="large")
     cv.fig.tight_layout()
     if seen:
         cv.fig.legend(
@@ -235,7 +262,7 @@ def finish(cv: Canvas, spec: Mapping[str, Any], xlabel: str, ylabel: str, dpi: f
             list(seen),
             loc="upper left",
             bbox_to_anchor=(1.0, 0.93),
-            fontsize=8,
+            fontsize="small",
             frameon=False,
         )
     return png(cv.fig, dpi)

@@ -131,12 +131,12 @@ def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float
                     text or "-",
                     ha="center",
                     va="center",
-                    fontsize=8,
+                    fontsize="small",
                     color="white" if dark else "black",
                 )
         ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
         ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
-        ax.set_title(panel.title, fontsize=9)
+        ax.set_title(panel.title, fontsize="medium")
         ax.set_xlabel(short(spec["x"]))
         if ax.get_subplotspec().is_first_col():
             row = cv.row_labels.get(i)
@@ -144,7 +144,7 @@ def heatmap(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float
     if image is not None:
         cv.fig.colorbar(image, ax=[p.ax for p in cv.panels], shrink=0.8, label=spec["value"])
     if spec.get("title"):
-        cv.fig.suptitle(spec["title"], fontsize=10, y=1.02)
+        cv.fig.suptitle(spec["title"], fontsize="large", y=1.02)
     return png(cv.fig, dpi)
 
 
@@ -223,9 +223,17 @@ def figure_rows(spec: Mapping[str, Any], rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if matches(r, spec.get("where", {}))]
 
 
-def render(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
-    """The PNG of one figure spec over the study's analysed run rows (``dpi`` 40: a thumbnail)."""
-    return RENDERERS[spec["type"]](spec, figure_rows(spec, rows), store, dpi)
+#: A thumbnail is the same figure at a lower resolution with larger type, so that its panel
+#: titles and legend stay legible at the size of a card on the index.
+THUMB_DPI = 56
+THUMB_FONT_SIZE = 17.0
+
+
+def render(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, thumb: bool = False) -> bytes:
+    """The PNG of one figure spec over the study's analysed run rows (``thumb``: small)."""
+    with plt.rc_context({"font.size": THUMB_FONT_SIZE} if thumb else None):
+        chosen = figure_rows(spec, rows)
+        return RENDERERS[spec["type"]](spec, chosen, store, THUMB_DPI if thumb else 90)
 
 
 def _seeds(seeds: Sequence[int]) -> str:
