@@ -81,20 +81,29 @@ def test_reference_lines_are_drawn_and_labelled(
     spec = {
         **study["spec"]["figures"][1],
         "hlines": [{"y": 0.01, "label": "threshold"}],
-        "slopes": [{"slope": -0.5, "label": "L^-1/2"}],
+        "slopes": [{"slope": -0.5, "label": "L^-1/2"}, {"slope": 0.0, "label": "Pre-LN: L^0"}],
     }
     fig = _draw(spec, study, lab, monkeypatch)
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert lines["threshold"].get_linestyle() == "--"
     assert list(lines["threshold"].get_ydata()) == [0.01, 0.01]
-    slope = lines["L^-1/2 (slope -0.5)"]
-    assert slope.get_linestyle() == ":"
-    xs, ys = slope.get_xdata(), slope.get_ydata()
-    assert ys[-1] / ys[0] == pytest.approx((xs[-1] / xs[0]) ** -0.5)
-    data = sorted((x, y) for s in ("post_ln", "pre_ln") for x, y in lines[s].get_xydata())
-    x0, y0 = data[len(data) // 2]
-    assert y0 * (xs[0] / x0) ** -0.5 == pytest.approx(ys[0]), "through the middle data point"
+
+    def through(guide: Any, points: list, slope: float) -> None:
+        xs, ys = guide.get_xdata(), guide.get_ydata()
+        assert ys[-1] / ys[0] == pytest.approx((xs[-1] / xs[0]) ** slope)
+        x0, y0 = sorted(points)[len(points) // 2]
+        assert y0 * (xs[0] / x0) ** slope == pytest.approx(ys[0]), "through the middle point"
+
+    # a guide naming no topology goes through the middle point of the whole panel, in black
+    pooled = [tuple(p) for s in ("post_ln", "pre_ln") for p in lines[s].get_xydata()]
+    plain = lines["L^-1/2 (slope -0.5)"]
+    assert plain.get_linestyle() == ":" and plain.get_color() == "black"
+    through(plain, pooled, -0.5)
+    # one naming a topology ("Pre-LN") goes through that topology's points, in its colour
+    pre = lines["Pre-LN: L^0 (slope 0)"]
+    assert pre.get_color() == topology_color("pre_ln")
+    through(pre, [tuple(p) for p in lines["pre_ln"].get_xydata()], 0.0)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"threshold", "L^-1/2 (slope -0.5)", "post_ln", "pre_ln"} <= set(legend)
 

@@ -126,8 +126,9 @@ def headline(manifest: Mapping[str, Any]) -> Headline | None:
     views = check_views(manifest)
     i = h.get("check")
     what = str(h.get("label") or "")
-    if not what and isinstance(i, int) and 0 <= i < len(views):
-        what = views[i].effect_name or views[i].label or views[i].expr
+    if isinstance(i, int) and 0 <= i < len(views):
+        # the check in words reads better than the effect's quantity name (post_over_pre_6)
+        what = views[i].label or what or views[i].effect_name or views[i].expr
     return Headline(str(h["text"]), what)
 
 

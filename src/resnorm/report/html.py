@@ -33,7 +33,8 @@ th{background:#f4f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .missing,.mixed{color:#a77400;font-weight:600}.info{color:#666}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#333;max-width:60em}
-code,pre{background:#f6f8fa;font-size:.85em}pre{padding:.6em;overflow-x:auto}
+code,pre{background:#f6f8fa;font-size:.85em}td code,small code{font-size:inherit}
+pre{padding:.6em;overflow-x:auto}
 .claim{font-size:1.05em;border-left:4px solid #888;padding-left:.8em}
 .headline{font-size:1.15em;font-weight:600;margin:.6em 0}.headline small{font-weight:400;color:#555}
 tr.informational td{color:#666;background:#fafafa}
@@ -46,8 +47,8 @@ border-radius:.25em;color:#fff}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1.2em}
 .card{border:1px solid #ddd;border-radius:.5em;padding:.8em;overflow:hidden}
 .card h2{border:0;margin:.2em 0;font-size:1.1em}
-.card img.thumb{width:100%;height:210px;object-fit:contain;background:#fff;border:1px solid #eee}
-.card .nothumb{height:210px;display:flex;align-items:center;justify-content:center;color:#888;
+.card img.thumb{width:100%;height:240px;object-fit:contain;background:#fff;border:1px solid #eee}
+.card .nothumb{height:240px;display:flex;align-items:center;justify-content:center;color:#888;
 border:1px solid #eee}
 .oneline{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:.3em 0}
 .meta{font-size:.85em;color:#555;margin:.2em 0}

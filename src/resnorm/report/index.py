@@ -22,7 +22,11 @@ def card(manifest: Mapping[str, Any], thumb: bytes | None) -> str:
     )
     h = headline(manifest)
     number = f" &nbsp;<b>{esc(h.text)}</b>" if h else ""
-    what = f' <small class="info">{esc(h.what)}</small>' if h and h.what else ""
+    what = (
+        f'<p class="oneline meta" title="{esc(h.what)}">headline: {esc(h.what)}</p>'
+        if h and h.what
+        else ""
+    )
     links = ", ".join(
         f'<a href="https://arxiv.org/abs/{esc(i)}">arXiv:{esc(i)}</a>'
         for i in arxiv_ids(spec.get("source", ""))
@@ -36,7 +40,7 @@ def card(manifest: Mapping[str, Any], thumb: bytes | None) -> str:
     return (
         f'<article class="card"><a href="{name}.html">{picture}</a>'
         f'<h2><a href="{name}.html">{esc(spec.get("title") or spec["name"])}</a></h2>'
-        f"<p>{badge(a['verdict'])}{number}{what}</p>"
+        f"<p>{badge(a['verdict'])}{number}</p>{what}"
         f'<p class="oneline" title="{esc(spec["claim"])}">{esc(spec["claim"])}</p>'
         f'<p class="meta">{meta}</p></article>'
     )
