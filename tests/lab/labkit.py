@@ -75,6 +75,7 @@ label = "a gradient reaches W2"
 [[checks]]
 expr = "gain > -1"
 per_seed = true
+min_seeds = 2
 label = "the loss is finite"
 
 [[figures]]

@@ -34,7 +34,10 @@ def test_a_study_runs_every_run_once_and_a_rerun_skips_them_all(tmp_path: Path) 
     assert first.verdict == "reproduced", first.analysis["reason"]
     with Store(lab, readonly=True) as store:
         runs = store.runs(study="tiny")
-        assert len(runs) == TINY_RUNS and {r.status for r in runs} == {"done"}
+        assert len(runs) == TINY_RUNS
+        # 12 steps leave the tiny models above the corpus' unigram loss: stuck, and still probed
+        assert {r.status for r in runs if "train" in r.config} == {"stuck"}
+        assert {r.status for r in runs if "train" not in r.config} == {"done"}
         for r in runs:
             if "train" in r.config:
                 _train_rows_are_complete(store, r.run_id)
@@ -45,7 +48,10 @@ def test_a_study_runs_every_run_once_and_a_rerun_skips_them_all(tmp_path: Path) 
         assert {r.run_id: len(store.events(r.run_id)) for r in store.runs()} == events
     manifest = json.loads((lab / "studies" / "tiny.json").read_text())
     assert manifest["analysis"]["verdict"] == "reproduced"
-    assert study_status(lab)[0]["counts"] == {"done": TINY_RUNS}
+    assert study_status(lab)[0]["counts"] == {
+        "done": TINY_RUNS - TINY_TRAIN_RUNS,
+        "stuck": TINY_TRAIN_RUNS,
+    }
     # the training runs' own stores were copied and removed; checkpoints stay
     assert not list((lab / "work").glob("*/resnorm.sqlite"))
     assert len(list((lab / "work").glob("*/runs/*/checkpoints/*.safetensors"))) == TINY_TRAIN_RUNS
@@ -80,7 +86,8 @@ def test_sigkill_of_the_driver_then_the_same_command_finishes_without_duplicates
                 continue
             with Store(lab, readonly=True) as store:
                 statuses = [r.status for r in store.runs() if "train" in r.config]
-            if "done" in statuses and statuses.count("done") < TINY_TRAIN_RUNS:
+            finished = [s for s in statuses if s in COMPLETE_STATUSES]
+            if finished and len(finished) < TINY_TRAIN_RUNS:
                 break
         else:
             pytest.fail(f"the study never got going: {driver.stderr}")
@@ -88,7 +95,7 @@ def test_sigkill_of_the_driver_then_the_same_command_finishes_without_duplicates
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     counts = study_status(lab)[0]["counts"]
-    assert counts.get("done", 0) < TINY_RUNS
+    assert sum(counts.get(s, 0) for s in COMPLETE_STATUSES) < TINY_RUNS
     time.sleep(1.5)  # the orphaned workers notice their driver is gone and exit
     done = run_cli(args, env={"RESNORM_TEST_STEP_SLEEP": "0"})
     assert done.returncode == 0, done.stderr

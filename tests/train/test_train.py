@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from trainkit import results, run_record, tiny_config
 from resnorm.store import Store
 from resnorm.train import load_latest, load_weights, train
 from resnorm.train.checkpoint import checkpoint_dir
+from resnorm.train.loop import stuck_reason
 
 
 def test_run_logs_scalars_evals_probes_and_a_final_checkpoint(tmp_path: Path) -> None:
@@ -46,19 +48,46 @@ def test_run_logs_scalars_evals_probes_and_a_final_checkpoint(tmp_path: Path) ->
     assert probed == pytest.approx({s: logged[s] for s in (0, 4, 8)}, rel=1e-6)
 
 
-def test_run_that_learns_is_done_and_one_that_does_not_is_stuck(tmp_path: Path) -> None:
+def _text_config(lab: Path, text: Path, steps: int):
+    overrides = ["model.vocab_size=256", "data.source='text'", f"data.path='{text}'"]
+    overrides += ["data.params={}", f"train.steps={steps}", "train.probe_every=0"]
+    return tiny_config(lab, [*overrides, "train.eval_every=0", "train.checkpoint_every=100"])
+
+
+def test_a_text_run_is_stuck_until_it_ends_below_the_unigram_loss(tmp_path: Path) -> None:
     text = tmp_path / "corpus.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 60)
-    learns = tiny_config(
-        tmp_path / "a",
-        ["model.vocab_size=256", "data.source='text'", f"data.path='{text}'", "data.params={}"],
-    )
-    result = train(learns, progress=False)
-    assert result.status == "done", result.detail
-    assert result.metrics["val_loss"] < math.log(256) - 0.2
+    few = train(_text_config(tmp_path / "few", text, 12), progress=False)
+    unigram, uniform = few.metrics["unigram_loss"], few.metrics["uniform_loss"]
+    assert uniform == pytest.approx(math.log(256)) and unigram < uniform - 2
+    # Far below ln(V), yet above what byte frequencies alone give: a researcher's "stuck".
+    assert few.metrics["val_loss"] < uniform - 1 and few.status == "stuck"
+    assert f"unigram loss {unigram:.4f}" in (few.detail or ""), few.detail
+    assert run_record(tmp_path / "few").status == "stuck"
+    well = train(_text_config(tmp_path / "well", text, 60), progress=False)
+    assert well.status == "done", well.detail
+    assert well.metrics["val_loss"] < unigram - 0.25
+
+
+def test_on_a_synthetic_task_the_unigram_loss_is_the_uniform_one(tmp_path: Path) -> None:
     stuck = train(tiny_config(tmp_path / "b", ["train.lr=1e-6"]), progress=False)
-    assert stuck.status == "stuck" and "uniform loss" in (stuck.detail or "")
-    assert run_record(tmp_path / "b").status == "stuck"
+    assert stuck.status == "stuck" and "(= its uniform loss)" in (stuck.detail or "")
+    assert stuck.metrics["unigram_loss"] == stuck.metrics["uniform_loss"]
+
+
+@pytest.mark.parametrize(
+    ("final", "unigram", "stuck"),
+    [(2.8, 3.0, True), (2.7, 3.0, False), (3.5, 3.0, True), (math.nan, 3.0, True),
+     (5.0, math.nan, False), (5.4, math.nan, True)],
+)  # fmt: skip
+def test_stuck_is_within_the_margin_of_the_unigram_loss_or_else_the_uniform_one(
+    final: float, unigram: float, stuck: bool
+) -> None:
+    data = SimpleNamespace(unigram_loss=unigram, uniform_loss=math.log(256))  # 5.545
+    reason = stuck_reason(final, data, 0.25)  # type: ignore[arg-type]
+    assert (reason is not None) == stuck
+    if reason is not None:
+        assert ("unigram" if math.isfinite(unigram) else "uniform") in reason
 
 
 def test_finished_run_is_reported_not_rerun(tmp_path: Path) -> None:

@@ -250,7 +250,7 @@ def _train(task: Mapping[str, Any], out: Output) -> None:
     with Store(cfg.lab) as store:
         result = train(cfg, store=store, progress=False)
         after: Sequence[str] = task.get("after") or ()
-        if after and result.status == "done":
+        if after and result.status in ("done", "stuck"):  # trained to the end, finite weights
             store.log_diagnostics(cfg.run_id, cfg.train.steps, probe_trained(cfg, after))
         record = store.get_run(cfg.run_id)
         assert record is not None, "the trainer did not record its run"

@@ -9,9 +9,10 @@ diagnostics of the Monitor) or the weights it starts from (``val_loss``); the fi
 ``>= k`` are deleted first and logged again, identically (on CPU, bitwise).
 
 Statuses written to the store: ``running``; then ``done``; ``stuck`` (final validation loss above
-``uniform_loss - stuck_margin``); ``diverged`` (a non-finite loss or gradient; the weights are
-those before that step and are checkpointed); ``interrupted`` (SIGINT/SIGTERM: a checkpoint is
-written at the end of the current step); ``failed`` (an exception, re-raised).
+the data's ``unigram_loss - stuck_margin``, see `stuck_reason`); ``diverged`` (a non-finite loss
+or gradient; the weights are those before that step and are checkpointed); ``interrupted``
+(SIGINT/SIGTERM: a checkpoint is written at the end of the current step); ``failed`` (an
+exception, re-raised).
 
 Test hook: ``RESNORM_TEST_STEP_SLEEP=<seconds>`` sleeps after every step, so that tests can
 SIGKILL or SIGINT a real training process at a moment of their choosing.
@@ -58,7 +59,7 @@ class TrainResult:
         status: ``done``, ``stuck``, ``diverged`` or ``interrupted``.
         detail: why (divergence step and reason, stuck margin, interruption step), or None.
         step: optimizer steps taken.
-        metrics: final scalars (``loss``, ``val_loss``, ``uniform_loss``, ...).
+        metrics: final scalars (``loss``, ``val_loss``, ``uniform_loss``, ``unigram_loss``, ...).
         resumed_from: the checkpoint step this process started from, if it resumed.
         skipped: the run was already complete in the store; nothing was trained.
         lab: the lab folder.
@@ -358,7 +359,7 @@ def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
             tr.probing.monitor.close()
         tr.optimizer.zero_grad(set_to_none=True)
         tr.checkpoint(d.step)  # the weights before the failed step
-        summary = {**last, "step": d.step, "uniform_loss": data.uniform_loss}
+        summary = {**last, "step": d.step, **_reference_losses(data)}
         session.end("diverged", str(d), d.step, summary)
         return _result(session, "diverged", str(d), d.step, summary)
     finally:
@@ -368,23 +369,42 @@ def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
 
 def _finish(tr: _Trainer, last: dict[str, float]) -> TrainResult:
     """Final evaluation and checkpoint; ``done``, or ``stuck`` if it learned nothing."""
-    t, session, uniform = tr.t, tr.session, tr.data.uniform_loss
-    summary = {**last, "step": t.steps, "uniform_loss": uniform}
+    t, session, data = tr.t, tr.session, tr.data
+    summary = {**last, "step": t.steps, **_reference_losses(data)}
     if tr.world.is_main:
         summary["val_loss"] = tr.evaluate()
         session.log(t.steps, {"val_loss": summary["val_loss"]})
     tr.checkpoint(t.steps)
-    status, detail = "done", None
     final = summary.get("val_loss", summary.get("loss", math.nan))
-    if not final < uniform - t.stuck_margin:
-        status = "stuck"
-        detail = (
-            f"final validation loss {final:.4f} is not {t.stuck_margin} nats below the "
-            f"uniform loss {uniform:.4f}"
-        )
-    status, detail = session.agree((status, detail))
+    detail = stuck_reason(final, data, t.stuck_margin)
+    status, detail = session.agree(("done" if detail is None else "stuck", detail))
     session.end(status, detail, t.steps, summary)
     return _result(session, status, detail, t.steps, summary)
+
+
+def _reference_losses(data: Data) -> dict[str, float]:
+    return {"uniform_loss": data.uniform_loss, "unigram_loss": data.unigram_loss}
+
+
+def stuck_reason(final: float, data: Data, margin: float) -> str | None:
+    """Why a run whose final validation loss is ``final`` is ``stuck``, or None if it is not.
+
+    A run is stuck when ``final > reference - margin``, the reference being the data's unigram
+    loss: the best loss a model that ignores context can reach, so a text run that only learned
+    byte frequencies is stuck even far below the uniform loss ln(V). The uniform loss stands in
+    only where the data has no unigram loss (on the synthetic tasks the two coincide).
+    """
+    reference, name = getattr(data, "unigram_loss", None), "unigram"
+    if reference is None or not math.isfinite(reference):
+        reference, name = data.uniform_loss, "uniform"
+    if final < reference - margin:  # False for a NaN: a run without a final loss is stuck
+        return None
+    same = name == "unigram" and math.isclose(reference, data.uniform_loss, rel_tol=1e-9)
+    what = f"the data's {name} loss {reference:.4f}" + (" (= its uniform loss)" if same else "")
+    return (
+        f"final validation loss {final:.4f} is not {margin} nats below {what}: the run learned "
+        "nothing a context-free predictor would not"
+    )
 
 
 def _result(
