@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +237,8 @@ def png(fig: Figure, dpi: float) -> bytes:
 def finish(cv: Canvas, spec: Mapping[str, Any], xlabel: str, ylabel: str, dpi: float = 90) -> bytes:
     """Labels, reference lines, one legend to the right of the panels, and the PNG."""
     _references(cv, spec)
-    ylabel = spec.get("ylabel") or ylabel
+    # a long label (Var[h(W+dW) - h(W)] / Var[h(W)]) would outgrow a short panel: two lines
+    ylabel = textwrap.fill(spec.get("ylabel") or ylabel, 26)
     cols = max(1, len([p for p in cv.panels if p.ax.get_subplotspec().is_first_row()]))
     for i, panel in enumerate(cv.panels):
         ax = panel.ax

@@ -230,10 +230,13 @@ THUMB_FONT_SIZE = 17.0
 
 
 def render(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, thumb: bool = False) -> bytes:
-    """The PNG of one figure spec over the study's analysed run rows (``thumb``: small)."""
-    with plt.rc_context({"font.size": THUMB_FONT_SIZE} if thumb else None):
-        chosen = figure_rows(spec, rows)
-        return RENDERERS[spec["type"]](spec, chosen, store, THUMB_DPI if thumb else 90)
+    """The PNG of one figure spec over the study's analysed run rows (``thumb``: small, and
+    without the figure's title, which its card on the index already gives)."""
+    chosen = figure_rows(spec, rows)
+    if not thumb:
+        return RENDERERS[spec["type"]](spec, chosen, store, 90)
+    with plt.rc_context({"font.size": THUMB_FONT_SIZE}):
+        return RENDERERS[spec["type"]]({**spec, "title": ""}, chosen, store, THUMB_DPI)
 
 
 def _seeds(seeds: Sequence[int]) -> str:

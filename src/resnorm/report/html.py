@@ -151,6 +151,13 @@ def points_table(runs: Sequence[Mapping[str, Any]], scalars: Sequence[str]) -> s
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _axes(text: str) -> str:
+    """A part's axes; a long list of points folded away (the points table shows them)."""
+    if len(text) <= 240:
+        return f"axes: <code>{esc(text or 'none')}</code>"
+    return f"<details><summary>axes</summary><code>{esc(text)}</code></details>"
+
+
 def setup_html(spec: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
     """Each part's run kind, axes, seeds and base config; the scale, executor and time."""
     out = []
@@ -162,7 +169,7 @@ def setup_html(spec: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
         )
         out.append(
             f"<h3>part <code>{esc(p['name'])}</code>: run kind <code>{esc(p['run'])}</code></h3>"
-            f"<p>axes: <code>{esc(axes or 'none')}</code><br>seeds: {esc(p.get('seeds'))}"
+            f"<p>{_axes(axes)}<br>seeds: {esc(p.get('seeds'))}"
             + (f"<br>after training: {esc(', '.join(p['after']))}" if p.get("after") else "")
             + f"</p><details><summary>base config</summary><pre>"
             f"{esc(json.dumps(p.get('base', {}), indent=1, default=str))}</pre></details>"
