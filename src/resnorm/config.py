@@ -253,12 +253,18 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_override(tree: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in the nested dict ``tree`` (creating tables on the way)."""
+def split_override(override: str) -> tuple[str, Any]:
+    """``"a.b.c=value"`` -> ``("a.b.c", value)``, the value parsed by `parse_value`."""
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError("override", f"{override!r} is not of the form key=value")
+    return key, parse_value(text.strip())
+
+
+def apply_override(tree: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in the nested dict ``tree`` (creating tables on the way)."""
+    key, value = split_override(override)
     *parents, last = key.split(".")
     node = tree
     for i, part in enumerate(parents):
@@ -267,7 +273,7 @@ def apply_override(tree: dict[str, Any], override: str) -> None:
             where = ".".join(parents[: i + 1])
             raise ConfigError(where, f"is {child!r}, not a table, so {key!r} cannot be set")
         node = child
-    node[last] = parse_value(text.strip())
+    node[last] = value
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

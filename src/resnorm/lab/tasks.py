@@ -19,9 +19,12 @@ Run kinds:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +119,47 @@ def seed_fields(run: str) -> tuple[str, ...]:
     if run == "probe":
         return ("seed",)
     return (_measures().get(run, "run").seed_field,)
+
+
+def config_class(run: str) -> type:
+    """The config dataclass of a run kind (`RunConfig` for ``train``)."""
+    if run == "train":
+        from resnorm.config import RunConfig
+
+        return RunConfig
+    if run == "probe":
+        return ProbeConfig
+    return _measures().get(run, "run").config
+
+
+def config_keys(run: str) -> list[str]:
+    """The top-level keys of a run kind's config that a study's base may set (the runner sets
+    its seeds, the lab folder and the run's name)."""
+    unset = {*seed_fields(run), "lab", "name"}
+    return [f.name for f in dataclasses.fields(config_class(run)) if f.init and f.name not in unset]
+
+
+def has_path(run: str, key: str) -> bool:
+    """Whether the dotted ``key`` names a field of the run kind's config (below a free-form
+    table, such as ``model.topology_params``, any key does)."""
+    from resnorm.nn.config import ModelConfig
+
+    if key in seed_fields(run) or key.split(".")[0] not in config_keys(run):
+        return False
+    node: Any = config_class(run)
+    for name in key.split("."):
+        if not (dataclasses.is_dataclass(node) and isinstance(node, type)):
+            # a table (``Mapping``/``dict``/``Any``) takes any key; a scalar has no fields
+            return node is Any or typing.get_origin(node) in (dict, Mapping) or node is dict
+        hints = typing.get_type_hints(node)
+        if name not in hints:
+            return False
+        # `ProbeConfig.model` is typed Any (the model config is built in __post_init__)
+        node = ModelConfig if (node is ProbeConfig and name == "model") else hints[name]
+        args = [a for a in typing.get_args(node) if a is not type(None)]
+        if typing.get_origin(node) in (typing.Union, types.UnionType) and len(args) == 1:
+            node = args[0]  # ``X | None``
+    return True
 
 
 def resolve(run: str, tree: Mapping[str, Any], lab: str | Path) -> tuple[str, dict[str, Any]]:

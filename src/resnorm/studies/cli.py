@@ -132,15 +132,32 @@ class StudyRun:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="a built-in study name or a study TOML file")
         parser.add_argument("--scale", default="quick", choices=("quick", "full"))
+        parser.add_argument(
+            "--seeds",
+            metavar="SEEDS",
+            help="replace every part's seeds: 0-9, 0,1,5 or 3-5,8 (runs already done are kept)",
+        )
+        parser.add_argument(
+            "-o",
+            "--override",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set KEY of the base config of every part that has it, e.g. model.d_model=128 "
+            "(repeatable; values as in resnorm train -o)",
+        )
         _lab(parser)
         _execution(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         def go() -> int:
+            from resnorm.lab.overrides import apply_overrides, parse_overrides, parse_seeds
             from resnorm.lab.runner import run_studies
 
+            seeds = parse_seeds(args.seeds) if args.seeds is not None else None
             spec = _spec(args.study, args.scale)
+            spec = apply_overrides(spec, seeds, parse_overrides(args.override))
             start = time.perf_counter()
             results = run_studies(
                 [spec],
