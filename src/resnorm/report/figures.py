@@ -265,7 +265,10 @@ def band_note(spec: Mapping[str, Any], rows: Sequence[Row]) -> str:
     if spec.get("hlines"):
         note += " Dashed: thresholds."
     if spec.get("slopes"):
-        note += " Dotted: theoretical slopes, drawn through the middle data point of each panel."
+        note += (
+            " Dotted: theoretical slopes, each through the middle data point of the topology it"
+            " names (in its colour), else of the panel."
+        )
     return note
 
 
