@@ -181,3 +181,14 @@ def test_a_check_with_an_unknown_effect_or_paper_key_is_refused_when_the_spec_is
         check_from({"expr": "a > 0", "paper": {"reports": "x", "year": 2020}}, "study.checks[0]")
     with pytest.raises(ConfigError, match=r"study.checks\[0\].min_pass"):
         check_from({"expr": "a > 0", "min_pass": -1}, "study.checks[0]")
+
+
+def test_a_ratio_effect_is_a_geometric_mean_with_an_interval_that_stays_positive() -> None:
+    rows = _pairs([1.0, 1.0, 1.0], [2.0, 8.0, 32.0])  # ratios 2, 8, 32: log-mean log 8
+    specs = {**SPECS, "ratio": {"expr": "b / a"}}
+    c = check({"expr": "ratio > 1", "per_seed": True, "effect": "ratio", "unit": "x"}, specs, rows)
+    e = c["effect"]
+    half = 4.303 * math.log(4) / math.sqrt(3)  # sd of (log 2, log 8, log 32) is log 4
+    assert e["mean"] == pytest.approx(8.0)
+    assert (e["lo"], e["hi"]) == pytest.approx((8 * math.exp(-half), 8 * math.exp(half)))
+    assert e["lo"] > 0 and e["interval"].startswith("geometric mean")

@@ -313,9 +313,15 @@ _T95 += (2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2
 _T95 += (2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def t_interval(values: Sequence[float], geometric: bool = False) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean and its two-sided 95% Student-t interval (NaN bounds with
-    fewer than 2 values)."""
+    fewer than 2 values). ``geometric``: of log(values), exponentiated back (a ratio's
+    interval then stays positive and symmetric in log space); NaN if a value is <= 0."""
+    if geometric:
+        if any(not v > 0 for v in values):
+            return NAN, NAN, NAN
+        mean, lo, hi = t_interval([math.log(v) for v in values])
+        return tuple(math.exp(v) if not math.isnan(v) else NAN for v in (mean, lo, hi))  # type: ignore[return-value]
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) != len(values) or not values:
         return NAN, NAN, NAN
@@ -415,7 +421,8 @@ def check(
             out["note"] = f"holds on {k} of {n} seeds, fails on {failed}; it needs {need}"
     if c.effect:
         effect_values = [per_seed_q[s].get(c.effect, NAN) for s in seeds]
-        mean, lo, hi = t_interval(effect_values)
+        geometric = c.unit == "x" and all(v > 0 for v in effect_values)
+        mean, lo, hi = t_interval(effect_values, geometric)
         if len(seeds) == 1 or not seeds:
             mean = q.get(c.effect, NAN)
         out["effect"] = {
@@ -427,7 +434,8 @@ def check(
             "seeds": seeds,
             "values": effect_values,
             "unit": c.unit,
-            "interval": f"95% t interval over {len(seeds)} seeds",
+            "interval": ("geometric mean, " if geometric else "mean, ")
+            + f"95% t interval over {len(seeds)} seeds",
         }
     out["sentence"] = sentence(c, out, q)
     return out

@@ -40,8 +40,8 @@ def get_study(name: str, scale: str = "quick") -> StudySpec:
 
 
 def demo_studies() -> list[StudySpec]:
-    """What ``resnorm demo`` runs: skip, gradients-at-init, output-change at quick scale and a
-    small depth map (post_ln, pre_ln, deepnorm at L = 6 and 24, one seed)."""
+    """What ``resnorm demo`` runs: skip, gradients-at-init, output-change at quick scale and
+    the decisive cell of the depth study (post_ln and deepnorm at L = 24, 3 seeds)."""
     return [
         skip("quick"),
         gradients_at_init("quick"),

@@ -130,7 +130,7 @@ def gradients_at_init(scale: str = "quick") -> StudySpec:
                 "title": "||dL/dW2|| per layer at init",
                 "ylabel": "gradient norm of W2",
                 "caption": "The paper's Fig. 3 at L = 6 (left): Post-LN's gradient rises towards "
-                "the output, Pre-LN's stays level. Lines: mean over seeds; bands: min-max.",
+                "the output, Pre-LN's stays level.",
             },
             {
                 "type": "scaling",
@@ -142,8 +142,8 @@ def gradients_at_init(scale: str = "quick") -> StudySpec:
                 "title": "Last layer's ||dL/dW2|| vs depth",
                 "ylabel": "gradient norm",
                 "slopes": [
-                    {"slope": 0.0, "label": "Post-LN theory: L^0"},
-                    {"slope": -0.5, "label": "Pre-LN theory: L^-1/2"},
+                    {"slope": 0.0, "label": "post_ln theory: L^0"},
+                    {"slope": -0.5, "label": "pre_ln theory: L^-1/2"},
                 ],
                 "caption": "Theorem 1: Post-LN's last-layer gradient is flat in L, Pre-LN's "
                 "falls as L^-1/2 (dotted reference slopes).",
@@ -248,9 +248,9 @@ def output_change(scale: str = "quick") -> StudySpec:
                 "logy": True,
                 "title": "Output change vs depth N",
                 "ylabel": "Var[h(W+dW) - h(W)] / Var[h(W)]",
-                "slopes": [{"slope": 1.0, "label": "O(N)"}],
+                "slopes": [{"slope": 1.0, "label": "post_ln theory: O(N)"}],
                 "caption": "Post-LN should follow the O(N) slope; Pre-LN and Admin should stay "
-                "nearly flat (O(log N)). Lines: mean over seeds; bands: min-max.",
+                "nearly flat (O(log N)).",
             },
         ),
         notes="Every matrix (embeddings included) gets dW ~ N(0, (0.01 std W)^2); the change "

@@ -274,8 +274,7 @@ def peri(scale: str = "quick") -> StudySpec:
                 "x": "model.n_layers",
                 "series": "model.topology",
                 "title": "Growth of the largest stream RMS during training (end / start)",
-                "caption": "Pre-LN's should be the largest. Bars: mean over seeds; whiskers: "
-                "min-max.",
+                "caption": "Pre-LN's should be the largest.",
             },
             {
                 "type": "curves",
@@ -283,8 +282,7 @@ def peri(scale: str = "quick") -> StudySpec:
                 "series": "model.topology",
                 "title": f"Training loss, L = {n}, lr = {lr}",
                 "hline": "unigram_loss",
-                "caption": "Stability at the high learning rate. Lines: mean over seeds; "
-                "bands: min-max.",
+                "caption": "Stability at the high learning rate.",
             },
         ),
         notes=f"L = {n}, {steps} steps, lr {lr}, no warmup; stream RMS and max |x| after every "

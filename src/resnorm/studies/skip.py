@@ -132,7 +132,7 @@ def skip(scale: str = "quick") -> StudySpec:
                     {"y": 0.01, "label": "collapse threshold 0.01"},
                 ],
                 "caption": "Attention alone should fall towards 0 within a few layers; with a "
-                "skip the residual should stay near its input. Mean over 6 seeds, band min-max.",
+                "skip the residual should stay near its input.",
             },
             {
                 "type": "curves",

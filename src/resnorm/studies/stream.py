@@ -105,7 +105,7 @@ def token_alignment(scale: str = "quick") -> StudySpec:
                 "title": "Mean pairwise token cosine after the last layer",
                 "ylabel": "token cosine",
                 "caption": "Unscaled stacks should align their tokens more as they deepen; the "
-                "1/sqrt(L)-scaled one should rise less. Mean over seeds, band min-max.",
+                "1/sqrt(L)-scaled one should rise less.",
             },
             {
                 "type": "layers",

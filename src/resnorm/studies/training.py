@@ -144,8 +144,7 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
                 "title": "Final validation loss (nats), no warmup",
                 "hline": "unigram_loss",
                 "caption": "Dashed: the corpus's unigram loss. A bar on or above it learned no "
-                "context (stuck); a diverged run counts at ln 256. Bars: mean over seeds, "
-                "whiskers min-max.",
+                "context (stuck); a diverged run counts at ln 256.",
             },
             {
                 "type": "curves",
@@ -155,7 +154,7 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
                 "title": f"Training loss at L = {deep}, lr = {lr}",
                 "hline": "unigram_loss",
                 "caption": "Deep Post-LN should stall at the unigram loss or diverge; the "
-                "others should go below it. Lines: mean over seeds; bands: min-max.",
+                "others should go below it.",
             },
         ),
         notes=f"{steps} steps, no warmup, lr {lr}, cosine decay, AdamW(0.9, 0.98), grad clip 1. "
@@ -256,8 +255,7 @@ def warmup(scale: str = "quick") -> StudySpec:
                 "title": f"Training loss, L = {n}",
                 "hline": "unigram_loss",
                 "caption": "Post-LN without warmup should lag (or stall) early; with warmup it "
-                "should catch up; Pre-LN should not need it. Lines: mean over seeds; bands: "
-                "min-max.",
+                "should catch up; Pre-LN should not need it.",
             },
             {
                 "type": "bars",
@@ -266,7 +264,7 @@ def warmup(scale: str = "quick") -> StudySpec:
                 "series": "label",
                 "title": "Final validation loss",
                 "hline": "unigram_loss",
-                "caption": "Bars: mean over seeds, whiskers min-max. Dashed: the unigram loss.",
+                "caption": "Dashed: the unigram loss.",
             },
         ),
         notes=f"L = {n}, {steps} steps, linear warmup then cosine decay.",
@@ -374,7 +372,7 @@ def no_norm(scale: str = "quick") -> StudySpec:
                 "title": "Training loss, no warmup",
                 "hline": "unigram_loss",
                 "caption": "no_norm should diverge or lag; tfixup and rezero should train like "
-                "pre_ln. Lines: mean over seeds; bands: min-max.",
+                "pre_ln.",
             },
             {
                 "type": "bars",
@@ -383,8 +381,7 @@ def no_norm(scale: str = "quick") -> StudySpec:
                 "series": "model.topology",
                 "title": "Final validation loss",
                 "hline": "unigram_loss",
-                "caption": "Bars: mean over seeds, whiskers min-max; a diverged run counts at "
-                "ln 256.",
+                "caption": "A diverged run counts at ln 256.",
             },
         ),
         notes=f"{steps} steps, no warmup, lr 1e-3. Convergence speed: the training loss "
