@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,7 +102,7 @@ def _spec(name: str, scale: str) -> Any:
 
 
 class StudyList:
-    """``resnorm study list``: the built-in studies and what they test."""
+    """``resnorm study list``: the built-in studies, what they test and how long they take."""
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,16 +111,33 @@ class StudyList:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         def go() -> int:
+            from resnorm.lab.estimate import (
+                format_duration,
+                local_workers,
+                measured_step_time,
+                study_seconds,
+            )
             from resnorm.lab.runner import plan
             from resnorm.studies import STUDIES, get_study
 
+            workers, threads, device = local_workers()
+            step_time = measured_step_time(device, threads)
             for name in STUDIES.names():
                 spec = get_study(name, args.scale)
-                n = len({p.run_id for p in plan(spec, "lab")})
+                runs = list({p.run_id: p for p in plan(spec, "lab")}.values())
+                kinds = Counter(p.run for p in runs)
+                seconds = study_seconds(((p.run, p.config) for p in runs), workers, step_time)
                 print(
-                    f"{name:<18} {n:>4} runs  {spec.title}\n{'':<18} {spec.claim}\n"
+                    f"{name:<18} {len(runs):>4} runs  {spec.title}\n{'':<18} {spec.claim}\n"
                     f"{'':<18} criterion: {spec.criterion_text()}\n"
+                    f"{'':<18} runs: {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}; "
+                    f"expected time {format_duration(seconds)} on this machine "
+                    f"({workers} worker{'s' if workers > 1 else ''}, {device})\n"
                 )
+            print(
+                f"Expected times are estimates ({args.scale} scale): run counts times training "
+                "step times measured just now on this machine (resnorm.lab.estimate)."
+            )
             return 0
 
         return _guard("resnorm study list", go)
