@@ -400,6 +400,8 @@ def check(
         per = []
         for s in seeds:
             vs = {n: per_seed_q[s].get(n, NAN) for n in used}
+            if all(math.isnan(v) for v in vs.values()):
+                continue  # the check's runs do not have this seed (another part's seeds)
             per.append(
                 {"seed": s, "values": vs, "result": _outcome(ex.evaluate(c.expr, per_seed_q[s]))}
             )
@@ -420,6 +422,7 @@ def check(
             out["result"] = "missing" if n - k - failed else "mixed"
             out["note"] = f"holds on {k} of {n} seeds, fails on {failed}; it needs {need}"
     if c.effect:
+        seeds = [s for s in seeds if not math.isnan(per_seed_q[s].get(c.effect, NAN))] or seeds
         effect_values = [per_seed_q[s].get(c.effect, NAN) for s in seeds]
         geometric = c.unit == "x" and all(v > 0 for v in effect_values)
         mean, lo, hi = t_interval(effect_values, geometric)

@@ -7,7 +7,7 @@ batch 32, thousands of steps, bf16 where the device supports it.
 
 Every topology compared in a study shares one init and embedding scale, the papers' own
 (`PAPER_MODEL`): the Transformer of Vaswani et al. as fairseq builds it, on which Xiong et al.,
-Liu et al. (Admin) and Wang et al. (DeepNet) all build: Xavier-uniform matrices, token
+Liu et al. (Admin) and Wang et al. (DeepNet) all build: a ReLU FFN, Xavier-uniform matrices, token
 embeddings N(0, 1/d) multiplied by sqrt(d) (so each token's ||x_0||^2 is about d). A
 topology's own init (DeepNorm's beta, T-Fixup, Admin's omega) applies on top, as in its paper.
 """
@@ -23,9 +23,9 @@ from resnorm.lab.spec import Axis
 
 SCALES = ("quick", "full")
 
-#: The init and embedding scale of the papers' Transformer (fairseq): Xavier-uniform matrices,
-#: embeddings N(0, 1/d) times sqrt(d).
-PAPER_MODEL: dict[str, Any] = {"init": "xavier", "embed_scale": True}
+#: The papers' Transformer (Vaswani et al.; fairseq): Xavier-uniform matrices, embeddings
+#: N(0, 1/d) times sqrt(d), a ReLU feed-forward (Vaswani et al. eq. 2, fairseq's default).
+PAPER_MODEL: dict[str, Any] = {"init": "xavier", "embed_scale": True, "mlp": "relu"}
 
 #: Where every study built on `PAPER_MODEL` departs from it: (what, why).
 SHARED_DEPARTURES: tuple[tuple[str, str], ...] = (
