@@ -145,3 +145,14 @@ def test_probe_runs_are_seeded_and_their_ids_hash_the_resolved_config() -> None:
     same = {"model": {**tree["model"], "n_layers": 4}}  # 4 is the default: the same run
     assert resolve("probe", tree, "lab")[0] == resolve("probe", same, "lab")[0]
     assert math.isfinite(a[0].value)
+
+
+def test_study_list_gives_each_study_an_expected_time_on_this_machine(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from resnorm.cli import main
+
+    assert main(["study", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("expected time ~") == len(NAMES) and out.count("on this machine (") >= 10
+    assert "estimates" in out.splitlines()[-1]
