@@ -177,7 +177,7 @@ def test_a_check_with_an_unknown_effect_or_paper_key_is_refused_when_the_spec_is
     from resnorm.errors import ConfigError
     from resnorm.lab.grammar import check_from
 
-    with pytest.raises(ConfigError, match="paper.year: unknown key"):
+    with pytest.raises(ConfigError, match=r"paper\.year: unknown key"):
         check_from({"expr": "a > 0", "paper": {"reports": "x", "year": 2020}}, "study.checks[0]")
     with pytest.raises(ConfigError, match=r"study.checks\[0\].min_pass"):
         check_from({"expr": "a > 0", "min_pass": -1}, "study.checks[0]")

@@ -54,7 +54,7 @@ def test_the_demo_is_skip_gradients_output_change_and_the_decisive_depth_cell() 
     demo = demo_studies()
     assert [s.name for s in demo] == ["skip", "gradients-at-init", "output-change", "depth"]
     depth = plan(demo[-1], "lab")
-    assert len(depth) == 6 and {r.config["model"]["n_layers"] for r in depth} == {24}
+    assert len(depth) == 6 and {r.config["model"]["n_layers"] for r in depth} == {18}
     assert {r.config["model"]["topology"] for r in depth} == {"post_ln", "deepnorm"}
 
 

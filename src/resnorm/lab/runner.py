@@ -128,7 +128,7 @@ def is_complete(store: Store, run: PlannedRun) -> bool:
     record = store.get_run(run.run_id)
     if record is None or record.status not in COMPLETE_STATUSES:
         return False
-    if run.after and record.status == "done":
+    if run.after and record.status in ("done", "stuck"):  # both get their after-probes
         final = run.config["train"]["steps"]
         for probe in run.after:
             if not any(d.step == final for d in store.diagnostics(run.run_id, probe)):

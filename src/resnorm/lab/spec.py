@@ -3,7 +3,7 @@ criterion, the figures. Built-in studies build one in Python; users write the sa
 
 A study has one or more *parts*. A part is a run kind (``train``: the trainer; ``probe``:
 diagnostics probes on a model at init; or another registered measurement, see
-`resnorm.lab.tasks.MEASURES`), a base config, axes and seeds. Its runs are the product of its
+`resnorm.diagnostics.measures.MEASURES`), a base config, axes and seeds. Its runs are the product of its
 axes, times its seeds::
 
     name = "my-depth"

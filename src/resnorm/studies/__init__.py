@@ -41,7 +41,7 @@ def get_study(name: str, scale: str = "quick") -> StudySpec:
 
 def demo_studies() -> list[StudySpec]:
     """What ``resnorm demo`` runs: skip, gradients-at-init, output-change at quick scale and
-    the decisive cell of the depth study (post_ln and deepnorm at L = 24, 3 seeds)."""
+    the decisive cell of the depth study (post_ln and deepnorm at L = 18, 3 seeds)."""
     return [
         skip("quick"),
         gradients_at_init("quick"),

@@ -18,6 +18,7 @@ from resnorm.studies.common import (
     check_scale,
     probe_base,
     seeds,
+    study,
     topo,
     variants,
     where,
@@ -45,7 +46,7 @@ def gradients_at_init(scale: str = "quick") -> StudySpec:
     }
     fig3 = "Fig. 3 (6-layer Post-LN/Pre-LN Transformers at init, Xavier)"
     thm1 = "Theorem 1: ||dL/dW2_L|| is O(d sqrt(ln d)) for Post-LN, O(d sqrt(ln d / L)) for Pre-LN"
-    return StudySpec(
+    return study(
         name="gradients-at-init",
         title="Gradients at init: Post-LN vs Pre-LN",
         claim="At init, Post-LN's gradients grow towards the output layer and Pre-LN's do not; "
@@ -213,7 +214,7 @@ def output_change(scale: str = "quick") -> StudySpec:
             "paper": {"reports": reports, "where": thm},
         }
 
-    return StudySpec(
+    return study(
         name="output-change",
         title="Output change under a small weight perturbation",
         claim="Post-LN amplifies small parameter changes: the output change Var[F(W+dW) - F(W)] "
@@ -226,7 +227,7 @@ def output_change(scale: str = "quick") -> StudySpec:
                 run="probe",
                 base=probe_base(scale, ["output_change"], output_change={"eps": 0.01}),
                 axes=(kinds, grid(model__n_layers=depths)),
-                seeds=seeds(scale),
+                seeds=seeds(scale, quick=6, full=10),
             ),
         ),
         scalars={"change": {"probe": "output_change", "key": "hidden"}},

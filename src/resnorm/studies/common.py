@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resnorm.errors import choice_error
-from resnorm.lab.spec import Axis
+from resnorm.lab.spec import Axis, StudySpec
 
 SCALES = ("quick", "full")
 
@@ -40,6 +40,13 @@ SHARED_DEPARTURES: tuple[tuple[str, str], ...] = (
         "sqrt(d)-scaled tokens, as sinusoids are not",
     ),
 )
+
+
+def study(**fields: Any) -> StudySpec:
+    """A `StudySpec` from its fields, with scalars, quantities, checks and figures in their
+    table form (as a TOML study writes them); the spec validates them into the typed grammar
+    (`resnorm.lab.grammar`) when it is built, so a malformed one fails at import."""
+    return StudySpec(**fields)
 
 
 def check_scale(scale: str) -> str:

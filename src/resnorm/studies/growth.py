@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnorm.lab.spec import Part, StudySpec, grid
-from resnorm.studies.common import SHARED_DEPARTURES, check_scale, seeds, train_base, where
+from resnorm.studies.common import SHARED_DEPARTURES, check_scale, seeds, study, train_base, where
 
 #: The LLaMA-style decoder of the curse-of-depth, Mix-LN and Peri-LN papers.
 LLAMA_MODEL: dict[str, Any] = {
@@ -68,7 +68,7 @@ def curse_of_depth(scale: str = "quick") -> StudySpec:
         "(and Mix-LN) the deep layers matter",
         "where": "Sun et al. (layer-removal performance drop per layer); Li et al. Mix-LN",
     }
-    return StudySpec(
+    return study(
         name="curse-of-depth",
         title="The curse of depth: do deep Pre-LN layers contribute?",
         claim="In Pre-LN the output variance grows with depth and deep layers contribute "
@@ -201,7 +201,7 @@ def peri(scale: str = "quick") -> StudySpec:
     q["pre_over_peri"] = {"expr": "rms_growth_pre_ln / rms_growth_peri_ln"}
     q["pre_over_sandwich"] = {"expr": "rms_growth_pre_ln / rms_growth_sandwich_ln"}
     fig1 = "Kim et al. Fig. 1 (hidden-state variance per layer from init through training)"
-    return StudySpec(
+    return study(
         name="peri",
         title="Hidden-state growth: Pre-LN vs Peri-LN and Sandwich-LN",
         claim="Pre-LN's hidden states grow during training at a high learning rate; Peri-LN "

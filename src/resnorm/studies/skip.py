@@ -14,7 +14,7 @@ import math
 
 from resnorm.diagnostics.paths import PATHS
 from resnorm.lab.spec import Part, StudySpec, grid
-from resnorm.studies.common import SHARED_DEPARTURES, check_scale, seeds, train_base, where
+from resnorm.studies.common import SHARED_DEPARTURES, check_scale, seeds, study, train_base, where
 
 #: Dong et al.'s models are BERT-family (N(0, 0.02) at d = 768); the same init width-matched.
 BERT_WIDTH = 768
@@ -56,7 +56,7 @@ def skip(scale: str = "quick") -> StudySpec:
     nores = where(part="train", model__topology="no_residual")
     pre = where(part="train", model__topology="pre_ln")
     fig = "the rank-collapse figure (residual vs layer, at init and pretrained, y-axis 0 to 1)"
-    return StudySpec(
+    return study(
         name="skip",
         title="Skip connections prevent rank collapse",
         claim="Without skip connections, pure attention loses rank doubly exponentially with "

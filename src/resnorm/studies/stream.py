@@ -15,6 +15,7 @@ from resnorm.studies.common import (
     check_scale,
     probe_base,
     seeds,
+    study,
     topo,
     where,
 )
@@ -42,7 +43,7 @@ def token_alignment(scale: str = "quick") -> StudySpec:
         q[f"{key}_rise"] = {"expr": f"{key}_{deep} - {key}_{depths[0]}"}
     q["pre_minus_scaled"] = {"expr": f"pre_{deep} - scaled_{deep}"}
     paper = "Fig. 1 and Sec. 3 (token correlation through depth at init)"
-    return StudySpec(
+    return study(
         name="token-alignment",
         title="Token alignment with depth at init",
         claim="At init, depth aligns the token representations (rank collapse) unless the "
@@ -147,7 +148,7 @@ def init_scaling(scale: str = "quick") -> StudySpec:
     depths = [2, 4, 8, 16, 32, 64, 96] if scale == "quick" else [2, 4, 8, 16, 32, 64, 96, 192]
     gpt2_base = probe_base(scale, ["stream_rms"])
     gpt2_base["model"]["embed_scale"] = False  # GPT-2's embeddings are not scaled
-    return StudySpec(
+    return study(
         name="init-scaling",
         title="Residual-stream growth at init: plain vs GPT-2 scaled init",
         claim="GPT-2's 1/sqrt(2N) initialization of the residual output projections keeps the "

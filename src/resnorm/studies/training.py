@@ -17,6 +17,7 @@ from resnorm.studies.common import (
     SHARED_DEPARTURES,
     check_scale,
     seeds,
+    study,
     topo,
     train_base,
     variants,
@@ -43,7 +44,8 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
     check_scale(scale)
     quick = scale == "quick"
     steps = 300 if quick else 3000
-    deep = 24 if quick else 48
+    # 18 layers: the depth from which Admin (18L-18L) and DeepNet report Post-LN diverging.
+    deep = 18 if quick else 48
     lr = 1e-3
     cell = where(model__n_layers=deep)
     if small:
@@ -124,7 +126,7 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
                 "paper": {"reports": "6-layer Post-LN trains", "where": admin_t1},
             }
         )
-    return StudySpec(
+    return study(
         name="depth",
         title="Which topologies train deep, without warmup",
         claim="Deep Post-LN fails to train; DeepNorm, Admin, B2T and Pre-LN train at the same "
@@ -158,7 +160,7 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
             },
         ),
         notes=f"{steps} steps, no warmup, lr {lr}, cosine decay, AdamW(0.9, 0.98), grad clip 1. "
-        + ("Demo: the decisive cell (post_ln and deepnorm at L = 24), 3 seeds. " if small else "")
+        + ("Demo: the decisive cell (post_ln and deepnorm at L = 18), 3 seeds. " if small else "")
         + "A diverged run is scored at ln(256).",
         protocol={
             "mirrors": "DeepNet and Admin train Post-LN, Pre-LN, DeepNorm and Admin translation "
@@ -207,7 +209,7 @@ def warmup(scale: str = "quick") -> StudySpec:
     q["warmup_gain"] = {"expr": "post0 - postw"}
     q["pre_gain"] = {"expr": "post0 - pre0"}
     fig = "Fig. 1-2 (IWSLT14 De-En, Adam lr 5e-4 / 1e-3, warmup 0 / 500 / 4000)"
-    return StudySpec(
+    return study(
         name="warmup",
         title="Post-LN needs warmup, Pre-LN does not",
         claim="Post-LN needs learning-rate warmup; Pre-LN trains without it.",
@@ -305,7 +307,7 @@ def no_norm(scale: str = "quick") -> StudySpec:
     q["rezero_speedup"] = {"expr": "mean_loss_post_ln_12 - mean_loss_rezero_12"}
     q["no_norm_gap"] = {"expr": "final_loss_no_norm - final_loss_tfixup"}
     q["tfixup_vs_pre"] = {"expr": "final_loss_tfixup - final_loss_pre_ln"}
-    return StudySpec(
+    return study(
         name="no-norm",
         title="Training without normalization: ReZero and T-Fixup",
         claim="ReZero and T-Fixup train without normalization or warmup where a plain "
