@@ -3,8 +3,8 @@ criterion, the figures. Built-in studies build one in Python; users write the sa
 
 A study has one or more *parts*. A part is a run kind (``train``: the trainer; ``probe``:
 diagnostics probes on a model at init; or another registered measurement, see
-`resnorm.diagnostics.measures.MEASURES`), a base config, axes and seeds. Its runs are the product of its
-axes, times its seeds::
+`resnorm.diagnostics.measures.MEASURES`), a base config, axes and seeds. Its runs are the
+product of its axes, times its seeds::
 
     name = "my-depth"
     claim = "Deep Post-LN trains worse than DeepNorm"
