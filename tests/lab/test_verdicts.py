@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from resnorm.lab.verdicts import check, quantities, run_scalars, slope, spearman, verdict
+from resnorm.store.records import Diagnostic, Metric
 
 
 def _row(seed: int, point: dict, **scalars: float) -> dict[str, Any]:
@@ -22,10 +23,11 @@ def _row(seed: int, point: dict, **scalars: float) -> dict[str, Any]:
 
 
 def test_scalars_pick_layers_keys_steps_and_fractions_of_the_diagnostics() -> None:
-    diags = [(0, "g", layer, "decoder.mlp", float(layer + 1), "l2") for layer in range(8)]
-    diags += [(0, "g", layer, "decoder.attn", 100.0, "l2") for layer in range(8)]
-    diags += [(5, "g", 7, "decoder.mlp", 50.0, "l2"), (0, "g", None, "decoder.embed", 0.5, "l2")]
-    metrics = [(s, "loss", 3.0 - 0.1 * s) for s in range(10)]
+    diags = [Diagnostic(0, "g", layer, "decoder.mlp", float(layer + 1), "l2") for layer in range(8)]
+    diags += [Diagnostic(0, "g", layer, "decoder.attn", 100.0, "l2") for layer in range(8)]
+    diags += [Diagnostic(5, "g", 7, "decoder.mlp", 50.0, "l2")]
+    diags += [Diagnostic(0, "g", None, "decoder.embed", 0.5, "l2")]
+    metrics = [Metric(s, "loss", 3.0 - 0.1 * s) for s in range(10)]
     specs = {
         "first": {"probe": "g", "key": "decoder.mlp", "layer": "first"},
         "last": {"probe": "g", "key": "decoder.mlp", "layer": -1},

@@ -14,7 +14,6 @@ runs and the latest analysis, which `study_status` and the report read.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ from resnorm.lab.spec import TAGS, StudySpec
 from resnorm.lab.tasks import Output, private_lab, resolve, seed_fields
 from resnorm.lab.verdicts import check, quantities, run_scalars, summary, verdict
 from resnorm.store import COMPLETE_STATUSES, DB_NAME, STATUSES, Store
+from resnorm.store.records import Diagnostic
 
 
 @dataclass(frozen=True)
@@ -141,13 +141,10 @@ def record_output(store: Store, out: Output, study: str, name: str) -> None:
     run_id = out["run_id"]
     store.upsert_run(run_id, out["config"], name=name, study=study, environment=out["environment"])
     if out["metrics"]:
-        store.log_metrics_many(run_id, [tuple(m) for m in out["metrics"]])
-    by_step: dict[int, list[dict[str, Any]]] = {}
-    for step, probe, layer, key, value, unit in out["diagnostics"]:
-        row = {"probe": probe, "layer": None if layer < 0 else layer, "key": key or None}
-        by_step.setdefault(int(step), []).append(
-            {**row, "value": math.nan if value is None else value, "unit": unit}
-        )
+        store.log_metrics_many(run_id, out["metrics"])
+    by_step: dict[int, list[Diagnostic]] = {}
+    for d in out["diagnostics"]:
+        by_step.setdefault(d.step, []).append(d)
     for step, rows in by_step.items():
         store.log_diagnostics(run_id, step, rows)
     seen = {(e.kind, e.message, e.step) for e in store.events(run_id)}
@@ -169,11 +166,8 @@ def analyze(spec: StudySpec, store: Store, planned: Sequence[PlannedRun]) -> dic
     for p in planned:
         record = store.get_run(p.run_id)
         run = record.as_dict() if record is not None else {"status": "missing"}
-        metrics = [tuple(m) for m in store.metrics(p.run_id)] if record else []
-        diags = [
-            (d.step, d.probe, d.layer, d.key, d.value, d.unit)
-            for d in (store.diagnostics(p.run_id) if record else [])
-        ]
+        metrics = store.metrics(p.run_id) if record else []
+        diags = store.diagnostics(p.run_id) if record else []
         scalars = run_scalars(run, metrics, diags, spec.scalars)
         rows.append(
             {**p.row(), "status": run["status"], "detail": run.get("detail"), "scalars": scalars}

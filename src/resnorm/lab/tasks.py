@@ -241,9 +241,9 @@ def _measure(task: Mapping[str, Any], out: Output) -> None:
     else:
         measure = _measures().get(run, "run")
         records, summary = measure.fn(from_mapping(measure.config, task["config"], "config"))
-    from resnorm.store.records import diagnostic_fields
+    from resnorm.store.records import Diagnostic
 
-    out["diagnostics"] = [(0, *diagnostic_fields(r)) for r in records]
+    out["diagnostics"] = [Diagnostic(0, r.probe, r.layer, r.key, r.value, r.unit) for r in records]
     out["summary"] = dict(summary)
     out["status"] = "done"
     out["environment"] = {
@@ -304,11 +304,8 @@ def _train(task: Mapping[str, Any], out: Output) -> None:
             step=int((record.summary or {}).get("step", result.step)),
             summary=dict(record.summary or result.metrics),
             environment={**(record.environment or {}), "pid": os.getpid()},
-            metrics=[tuple(m) for m in store.metrics(cfg.run_id)],
-            diagnostics=[
-                (d.step, d.probe, -1 if d.layer is None else d.layer, d.key or "", d.value, d.unit)
-                for d in store.diagnostics(cfg.run_id)
-            ],
+            metrics=store.metrics(cfg.run_id),
+            diagnostics=store.diagnostics(cfg.run_id),
             events=[
                 (e.step, e.kind, e.message, e.data)
                 for e in store.events(cfg.run_id)

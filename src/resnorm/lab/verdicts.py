@@ -65,6 +65,7 @@ from resnorm.lab.grammar import (
     quantity_input,
     scalar_from,
 )
+from resnorm.store.records import Diagnostic, Metric
 
 BUILTIN_SCALARS: tuple[str, ...] = ("done", "diverged", "stuck", "failed", "val_loss")
 BUILTIN_SCALARS += ("train_loss", "min_val_loss", "uniform_loss", "unigram_loss", "final_loss")
@@ -72,8 +73,8 @@ NAN = math.nan
 
 
 # --- per-run scalars ----------------------------------------------------------------------------
-def _series(metrics: Iterable[Sequence[Any]], name: str) -> list[tuple[int, float]]:
-    return sorted((int(m[0]), float(m[2])) for m in metrics if m[1] == name)
+def _series(metrics: Iterable[Metric], name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, float(m.value)) for m in metrics if m.name == name)
 
 
 def _reduce(values: Sequence[float], how: str) -> float:
@@ -90,7 +91,7 @@ def _reduce(values: Sequence[float], how: str) -> float:
     return sum(values) / len(values)
 
 
-def builtin_scalars(run: Mapping[str, Any], metrics: Sequence[Sequence[Any]]) -> dict[str, float]:
+def builtin_scalars(run: Mapping[str, Any], metrics: Sequence[Metric]) -> dict[str, float]:
     """The scalars every run has (see the module docstring)."""
     status = run["status"]
     out = {s: float(status == s) for s in ("done", "diverged", "stuck", "failed")}
@@ -114,17 +115,16 @@ def builtin_scalars(run: Mapping[str, Any], metrics: Sequence[Sequence[Any]]) ->
 
 def run_scalars(
     run: Mapping[str, Any],
-    metrics: Sequence[Sequence[Any]],
-    diagnostics: Sequence[Sequence[Any]],
+    metrics: Sequence[Metric],
+    diagnostics: Sequence[Diagnostic],
     specs: Mapping[str, Scalar | Mapping[str, Any]],
 ) -> dict[str, float]:
     """The scalars of one run: the built-in ones and the study's ``specs``.
 
     Args:
         run: the run record as a dict (``status``, ``config``, ``summary``, ``environment``).
-        metrics: ``(step, name, value)`` rows.
-        diagnostics: ``(step, probe, layer, key, value, unit)`` rows (layer ``None`` or -1 for
-            none).
+        metrics: the run's stored metrics.
+        diagnostics: the run's stored diagnostics (`resnorm.store.records.Diagnostic`).
         specs: the study's scalars, by name, in dependency order.
     """
     out = builtin_scalars(run, metrics)
@@ -137,14 +137,14 @@ def run_scalars(
     return out
 
 
-def _layered(rows: Sequence[Sequence[Any]]) -> list[int]:
-    return sorted({int(d[2]) for d in rows if d[2] is not None and int(d[2]) >= 0})
+def _layered(rows: Sequence[Diagnostic]) -> list[int]:
+    return sorted({d.layer for d in rows if d.layer is not None})
 
 
 def _scalar(
     spec: Scalar,
-    metrics: Sequence[Sequence[Any]],
-    diagnostics: Sequence[Sequence[Any]],
+    metrics: Sequence[Metric],
+    diagnostics: Sequence[Diagnostic],
     known: Mapping[str, float],
 ) -> float:
     if isinstance(spec, ExprScalar):
@@ -158,21 +158,21 @@ def _scalar(
                     return float(series[i][0])
             return math.inf
         return _reduce([v for _, v in series], spec.reduce)
-    rows = [d for d in diagnostics if d[1] == spec.probe]
-    rows = [d for d in rows if fnmatch.fnmatchcase(d[3] or "", spec.key)]
+    rows = [d for d in diagnostics if d.probe == spec.probe]
+    rows = [d for d in rows if fnmatch.fnmatchcase(d.key or "", spec.key)]
     if not rows:
         return NAN
-    steps = sorted({int(d[0]) for d in rows})
+    steps = sorted({d.step for d in rows})
     want = (
         steps[0] if spec.step == "first" else steps[-1] if spec.step == "last" else int(spec.step)
     )
-    rows = [d for d in rows if int(d[0]) == want]
+    rows = [d for d in rows if d.step == want]
     if spec.fraction is not None:
         lo, hi = spec.fraction
         layered = _layered(rows)
         n = len(layered)
         keep = {i for k, i in enumerate(layered) if lo * n <= k < hi * n}
-        rows = [d for d in rows if d[2] is not None and int(d[2]) in keep]
+        rows = [d for d in rows if d.layer in keep]
     if spec.layer != "all":
         layered = _layered(rows)
         if not layered:
@@ -181,8 +181,8 @@ def _scalar(
         if not -len(layered) <= index < len(layered):
             return NAN
         pick = layered[index]
-        rows = [d for d in rows if d[2] is not None and int(d[2]) == pick]
-    return _reduce([float(d[4]) for d in rows], spec.reduce)
+        rows = [d for d in rows if d.layer == pick]
+    return _reduce([d.value for d in rows], spec.reduce)
 
 
 # --- quantities over runs -------------------------------------------------------------------------

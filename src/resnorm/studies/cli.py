@@ -57,18 +57,14 @@ def _guard(prog: str, fn: Callable[[], int]) -> int:
 
 
 def verdict_table(results: Sequence[Any]) -> str:
-    """Plain text: study, verdict, the numbers its checks used, runs."""
-    rows = [("study", "verdict", "measured", "runs")]
+    """Plain text: study, verdict, its headline effect with its spread, runs."""
+    rows = [("study", "verdict", "headline (effect, 95% t interval over seeds)", "runs")]
     for r in results:
         a = r.analysis
-        numbers = []
-        for c in a["checks"]:
-            if c.get("informational"):
-                continue
-            for k, v in c["values"].items():
-                numbers.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+        head = a.get("headline") or {}
+        text = f"{head.get('label', '')}: {head.get('text', '')}" if head else ""
         counts = " ".join(f"{k}:{v}" for k, v in a["counts"].items())
-        rows.append((r.spec.name, a["verdict"], ", ".join(dict.fromkeys(numbers)), counts))
+        rows.append((r.spec.name, a["verdict"], text, counts))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for i, row in enumerate(rows):
@@ -83,9 +79,11 @@ def verdict_table(results: Sequence[Any]) -> str:
 def _print_results(results: Sequence[Any], lab: str, seconds: float) -> None:
     print()
     print(verdict_table(results))
-    print()
     for r in results:
-        print(f"{r.spec.name}: {r.analysis['verdict']} ({r.analysis['reason']})")
+        print(f"\n{r.spec.name}: {r.analysis['verdict']}")
+        for c in r.analysis["checks"]:
+            tag = "  (informational) " if c.get("informational") else "  "
+            print(f"{tag}{c.get('sentence') or c['expr']}")
     report = results[0].report if results else None
     if report is not None:
         print(f"\nreport: {report.parent / 'index.html'}")
