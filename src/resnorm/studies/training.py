@@ -82,7 +82,7 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
             "expr": "fails_post_ln > 0.5",
             "per_seed": True,
             "label": f"post_ln, L = {deep}: fails (diverges, or ends stuck at the unigram loss)",
-            "paper": {"reports": "deep Post-LN diverges", "where": f"{deepnet}; Admin {admin_t1}"},
+            "paper": {"reports": "deep Post-LN diverges", "where": f"{deepnet}; {admin_t1}"},
         },
         {
             "expr": "fails_deepnorm < 0.5",
