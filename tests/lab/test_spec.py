@@ -11,7 +11,7 @@ from labkit import TINY_RUNS, tiny_study
 from resnorm.errors import ConfigError
 from resnorm.lab import Axis, Part, plan, study_from_dict
 from resnorm.lab.expr import evaluate, names
-from resnorm.lab.spec import axis_from_dict
+from resnorm.lab.spec import axis_from_dict, load_study
 
 
 def test_grid_zip_and_list_axes_multiply_and_seeds_repeat_every_point() -> None:
@@ -139,3 +139,40 @@ def test_figure_kinds_are_the_renderers_table_and_a_figure_is_validated_against_
         figure_from({"type": "bars", "value": "v", "x": "x", "colour": "red"}, "f")
     with pytest.raises(ConfigError, match=r"f.type: unknown value 'pie'"):
         figure_from({"type": "pie"}, "f")
+
+
+# --- issue 12: a study's fields are validated when it is read, before anything runs ----------
+_PART = {"run": "probe", "base": {"model": {"d_model": 16, "n_heads": 2}}}
+
+
+@pytest.mark.parametrize(
+    ("study", "field"),
+    [
+        ({"quantities": {"q": {"of": "done", "where": "x"}}}, "study.quantities.q.where"),
+        ({"scalars": {"s": {"probe": "g", "fraction": 5}}}, "study.scalars.s.fraction"),
+        ({"scalars": {"s": {"probe": "g", "layer": [1]}}}, "study.scalars.s.layer"),
+        ({"scalars": {"s": {"probe": "g", "key": 5}}}, "study.scalars.s.key"),
+        ({"checks": [{"expr": "1 > 0", "min_seeds": "abc"}]}, "study.checks[0].min_seeds"),
+        ({"quantities": {"q": {"slope": "done", "x": []}}}, "study.quantities.q.x"),
+        ({"checks": [{"expr": "1" * 400 + " > 0"}]}, "study.checks[0].expr"),
+        ({"checks": [{"expr": " + ".join(["1"] * 5000) + " > 0"}]}, "study.checks[0].expr"),
+        ({"checks": [{"expr": "(" * 300 + "1" + ")" * 300 + " > 0"}]}, "study.checks[0].expr"),
+        ({"name": "../../escaped-study"}, "study.name"),
+        ({"name": "nul\x00name"}, "study.name"),
+        ({"seeds": []}, "study.seeds"),
+    ],
+)
+def test_malformed_study_fields_fail_when_the_study_is_read(study: dict, field: str) -> None:
+    data = {"name": "s", **_PART, **study}
+    with pytest.raises(ConfigError) as e:
+        study_from_dict(data)
+    assert e.value.field == field, str(e.value)
+
+
+def test_an_empty_study_file_is_refused_instead_of_starting_a_default_training_run(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"study.run: say what to run"):
+        load_study(empty)

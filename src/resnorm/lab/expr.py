@@ -17,6 +17,11 @@ from typing import Any
 
 from resnorm.errors import ConfigError
 
+#: Bounds on what a study file may write: characters of an expression, nesting levels of its tree
+#: (the evaluator recurses; Python's stack allows about 1000 frames).
+MAX_LENGTH = 2000
+MAX_DEPTH = 100
+
 FUNCTIONS: dict[str, Callable[..., float]] = {
     "abs": abs,
     "min": min,
@@ -54,10 +59,15 @@ def parse(text: str, field: str) -> ast.Expression:
     """Parse and vet ``text``; a ConfigError naming ``field`` says what is not allowed."""
     if not isinstance(text, str):
         raise ConfigError(field, f"got {text!r}, expected an expression string")
+    if len(text) > MAX_LENGTH:
+        raise ConfigError(field, f"an expression of {len(text)} characters; at most {MAX_LENGTH}")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as e:
-        raise ConfigError(field, f"cannot parse {text!r}: {e.msg}") from None
+    except (SyntaxError, RecursionError, MemoryError) as e:
+        reason = e.msg if isinstance(e, SyntaxError) else "nested too deeply"
+        raise ConfigError(field, f"cannot parse {text[:80]!r}: {reason}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ConfigError(field, f"nested deeper than {MAX_DEPTH} levels: {text[:80]!r}")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise ConfigError(field, f"{type(node).__name__} is not allowed in {text!r}")
@@ -72,7 +82,26 @@ def parse(text: str, field: str) -> ast.Expression:
             isinstance(node.value, bool) or not isinstance(node.value, (int, float))
         ):
             raise ConfigError(field, f"only numbers may appear in {text!r}")
+        elif isinstance(node, ast.Constant) and not math.isfinite(_as_float(node.value)):  # type: ignore[arg-type]
+            raise ConfigError(field, f"the number {str(node.value)[:20]}... is not a finite float")
     return tree
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of ``tree``, without recursion (a deep tree is what it guards)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def names(text: str, field: str = "expr") -> set[str]:

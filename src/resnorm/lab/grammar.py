@@ -50,6 +50,32 @@ def _str(value: Any, where: str) -> str:
     return value
 
 
+def _int(value: Any, where: str, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(where, f"got {value!r}, expected an integer >= {lo}")
+    return value
+
+
+def _where(value: Any) -> dict[str, Any]:
+    """A ``where`` clause: a table of config paths (or ``part``, ``label``, ``seed``) to a value
+    or a list of values."""
+    table = dict(_table(value, "where"))
+    for key, want in table.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError("where", f"got the key {key!r}, expected a config path")
+        if isinstance(want, Mapping):
+            raise ConfigError(f"where.{key}", f"got {want!r}, expected a value or a list")
+    return table
+
+
+def _layer_or_step(value: Any, where: str, words: tuple[str, ...]) -> str | int:
+    if isinstance(value, str) and value in words:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(where, f"got {value!r}, expected one of {', '.join(words)} or an integer")
+
+
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     """``cls(**data)``; an unknown key or a bad value is a ConfigError under ``where``."""
     _keys(data, [f.name for f in fields(cls)], where)
@@ -83,17 +109,19 @@ class ProbeScalar:
     fraction: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        _str(self.probe, "probe")
+        _str(self.key, "key")
         if self.reduce not in REDUCES:
             raise choice_error("reduce", self.reduce, REDUCES)
-        if isinstance(self.layer, str) and self.layer not in ("all", "first", "last"):
-            raise choice_error("layer", self.layer, ("all", "first", "last", "an index"))
-        if isinstance(self.step, str) and self.step not in ("first", "last"):
-            raise choice_error("step", self.step, ("first", "last", "a step number"))
+        _layer_or_step(self.layer, "layer", ("all", "first", "last"))
+        _layer_or_step(self.step, "step", ("first", "last"))
         if self.fraction is not None:
-            lo, hi = (float(f) for f in self.fraction)
-            if not 0 <= lo < hi <= 1:
-                raise ConfigError("fraction", f"got {self.fraction!r}, expected 0 <= lo < hi <= 1")
-            object.__setattr__(self, "fraction", (lo, hi))
+            f = self.fraction
+            ok = isinstance(f, (list, tuple)) and len(f) == 2
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in f)
+            if not ok or not 0 <= float(f[0]) < float(f[1]) <= 1:
+                raise ConfigError("fraction", f"got {f!r}, expected [lo, hi], 0 <= lo < hi <= 1")
+            object.__setattr__(self, "fraction", (float(f[0]), float(f[1])))
 
 
 @dataclass(frozen=True)
@@ -107,8 +135,14 @@ class MetricScalar:
     window: int = 5
 
     def __post_init__(self) -> None:
+        _str(self.metric, "metric")
         if self.reduce not in REDUCES:
             raise choice_error("reduce", self.reduce, REDUCES)
+        if self.below is not None and (
+            isinstance(self.below, bool) or not isinstance(self.below, (int, float))
+        ):
+            raise ConfigError("below", f"got {self.below!r}, expected a number")
+        _int(self.window, "window", 1)
 
 
 @dataclass(frozen=True)
@@ -146,6 +180,8 @@ class Of:
     agg: str = "mean"
 
     def __post_init__(self) -> None:
+        _str(self.of, "of")
+        object.__setattr__(self, "where", _where(self.where))
         if self.agg not in AGGS:
             raise choice_error("agg", self.agg, AGGS)
 
@@ -160,6 +196,13 @@ class Slope:
     where: Mapping[str, Any] = field(default_factory=dict)
     log: bool = True
 
+    def __post_init__(self) -> None:
+        _str(self.slope, "slope")
+        _str(self.x, "x")
+        object.__setattr__(self, "where", _where(self.where))
+        if not isinstance(self.log, bool):
+            raise ConfigError("log", f"got {self.log!r}, expected true or false")
+
 
 @dataclass(frozen=True)
 class Trend:
@@ -169,6 +212,11 @@ class Trend:
     trend: str
     x: str
     where: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _str(self.trend, "trend")
+        _str(self.x, "x")
+        object.__setattr__(self, "where", _where(self.where))
 
 
 @dataclass(frozen=True)
@@ -260,9 +308,12 @@ class Check:
                 ),
             )
         for name in ("min_seeds", "min_pass"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(name, f"got {v!r}, expected an integer >= 0")
+            _int(getattr(self, name), name)
+        for name in ("label", "effect", "unit"):
+            _str(getattr(self, name), name)
+        for name in ("per_seed", "informational"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"got {getattr(self, name)!r}, expected true or false")
 
 
 def check_from(data: Any, where: str) -> Check:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ from resnorm.lab.grammar import (
 )
 from resnorm.lab.grammar import _keys as _unknown
 
+#: A study name is a file name in the lab (its manifest and report page): no separators, no
+#: leading dot, printable ASCII.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 AXIS_KINDS = ("grid", "zip", "list")
 TAGS = ("label", "part")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -174,8 +178,12 @@ class StudySpec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise ConfigError("study.name", "a study needs a name")
+        if not isinstance(self.name, str) or not SAFE_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "study.name",
+                f"got {self.name!r}: a study's name names its files in the lab, so it is 1-64 "
+                "letters, digits, '.', '_' or '-', not starting with '.'",
+            )
         if not self.parts:
             raise ConfigError("study.parts", "a study needs at least one part")
         names = [p.name for p in self.parts]
@@ -313,10 +321,16 @@ def part_from_dict(data: Mapping[str, Any], where: str, default_name: str) -> Pa
     _unknown(data, PART_KEYS, where)
     from resnorm.lab.tasks import run_kinds
 
-    run = data.get("run", "train")
-    if run not in run_kinds():
+    if "run" not in data:  # an empty study file must not start a default training run
+        raise ConfigError(
+            f"{where}.run", f"say what to run: one of {', '.join(run_kinds())} (no default)"
+        )
+    run = data["run"]
+    if not isinstance(run, str) or run not in run_kinds():
         raise choice_error(f"{where}.run", run, run_kinds())
     seeds = tuple(_list(data.get("seeds", [0]), f"{where}.seeds"))
+    if not seeds:
+        raise ConfigError(f"{where}.seeds", "an empty list runs nothing: give at least one seed")
     for i, s in enumerate(seeds):
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise ConfigError(f"{where}.seeds[{i}]", f"got {s!r}, expected an integer >= 0")
@@ -326,7 +340,10 @@ def part_from_dict(data: Mapping[str, Any], where: str, default_name: str) -> Pa
     )
     after = tuple(str(a) for a in _list(data.get("after", []), f"{where}.after"))
     base = dict(_table(data.get("base", {}), f"{where}.base"))
-    return Part(str(data.get("name", default_name)), run, base, axes, seeds, after)
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"{where}.name", f"got {name!r}, expected 1-64 letters, digits, . _ -")
+    return Part(name, run, base, axes, seeds, after)
 
 
 def study_from_dict(data: Mapping[str, Any], default_name: str = "study") -> StudySpec:
@@ -334,7 +351,7 @@ def study_from_dict(data: Mapping[str, Any], default_name: str = "study") -> Stu
     field (``study.parts[0].axes[1].grid.model.n_layers``)."""
     data = _table(data, "study")
     _unknown(data, STUDY_KEYS, "study")
-    name = str(data.get("name", default_name))
+    name = data.get("name", default_name)
     if "parts" in data:
         shorthand = [k for k in ("run", "seeds", "base", "axes", "after") if k in data]
         if shorthand:
