@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,9 @@ from typing import Any
 
 from resnorm.data import DataConfig
 from resnorm.errors import ConfigError, choice_error
+from resnorm.memory import check_memory, fmt_bytes
 from resnorm.nn.config import ModelConfig
-from resnorm.typed import from_mapping, to_dict
+from resnorm.typed import MAX_DEPTH, MAX_INT, check_depth, describe_int, from_mapping, to_dict
 
 try:
     import tomllib
@@ -45,6 +47,13 @@ SECTIONS = ("model", "data", "train", "name", "lab")
 
 #: Dotted fields that do not change what a run computes, left out of its identity.
 COSMETIC_FIELDS = ("name", "lab", "train.checkpoint_every")
+#: Seeds (``train.seed``, ``data.seed``) are in [0, MAX_SEED]: torch's generators take them, and
+#: the store and JSON readers hold them, without overflow.
+MAX_SEED = 2**63 - 1
+#: The most validation batches per evaluation (each is a forward pass at every evaluation).
+MAX_EVAL_BATCHES = 100_000
+#: Longest run name (a label shown in tables) and lab path (Linux's PATH_MAX).
+MAX_NAME, MAX_PATH = 200, 4096
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "grad_accum", "log_every", "eval_batches", "checkpoint_every"):
             _integer(name, getattr(self, name), 1)
-        for name in ("warmup_steps", "eval_every", "probe_every", "seed"):
+        for name in ("warmup_steps", "eval_every", "probe_every"):
             _integer(name, getattr(self, name), 0)
+        _integer("seed", self.seed, 0, MAX_SEED, "2**63 - 1")
+        _integer("eval_batches", self.eval_batches, 1, MAX_EVAL_BATCHES)
         if self.inject_nan_at_step is not None:
             _integer("inject_nan_at_step", self.inject_nan_at_step, 0)
         for name, choices in (
@@ -153,11 +164,16 @@ class TrainConfig:
                 PROBES.get(name, f"train.probes[{i}]")
 
 
-def _integer(name: str, value: object, minimum: int) -> None:
+def _integer(
+    name: str, value: object, minimum: int, maximum: int = MAX_INT, shown: str = ""
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"train.{name}", f"got {value!r}, expected an integer")
-    if value < minimum:
-        raise ConfigError(f"train.{name}", f"got {value}, must be >= {minimum}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(
+            f"train.{name}",
+            f"got {describe_int(value)}, must be in [{minimum}, {shown or maximum}]",
+        )
 
 
 def _number(name: str, value: object, positive: bool = False) -> None:
@@ -194,6 +210,10 @@ class RunConfig:
                 "train.grad_accum",
                 f"{t.grad_accum} micro-batches do not split data.batch_size = {d.batch_size}",
             )
+        if self.name is not None:
+            check_text("name", self.name, MAX_NAME)
+        check_text("lab", self.lab, MAX_PATH, path=True)
+        check_fits(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config, JSON-ready (what a run stores)."""
@@ -244,13 +264,80 @@ class RunConfig:
         return cls(**kwargs)
 
 
+#: Bytes per parameter a training process holds: fp32 weights, gradients, AdamW's two moments.
+TRAIN_BYTES_PER_PARAM = 16
+
+
+def check_fits(cfg: RunConfig) -> None:
+    """Refuse a run whose training cannot fit in this machine's memory (`resnorm.memory`).
+
+    The estimate is a lower bound: parameters with their gradients and AdamW moments, the RoPE
+    tables, and the activations one micro-batch keeps for the backward pass, at 2 bytes a number
+    unless the run is fp32 (bf16 autocast may halve them).
+    """
+    m, d, t = cfg.model, cfg.data, cfg.train
+    world = os.environ.get("WORLD_SIZE", "1")  # under torchrun, each rank takes its share
+    ranks = int(world) if world.isdigit() and int(world) > 0 else 1
+    micro = max(1, d.batch_size // (t.grad_accum * ranks))
+    weights = TRAIN_BYTES_PER_PARAM * m.param_count() + m.buffer_bytes()
+    activations = (4 if t.precision == "fp32" else 2) * m.activation_floats(micro, d.seq_len)
+    terms = m.param_terms()
+    field = (
+        "data.batch_size" if activations > weights else f"model.{max(terms, key=terms.__getitem__)}"
+    )
+    what = (
+        f"training this run (parameters, gradients and AdamW state {fmt_bytes(weights)}; "
+        f"activations of a micro-batch of {micro} x {d.seq_len} tokens {fmt_bytes(activations)})"
+    )
+    check_memory(field, weights + activations, what)
+
+
+def check_text(field: str, value: object, limit: int, path: bool = False) -> None:
+    """``value`` is a string the store and the terminal can hold: UTF-8 (no lone surrogates,
+    which is how Python spells undecodable bytes), no control characters (a NUL ends a C
+    string; a newline breaks one-line output), at most ``limit`` characters."""
+    what = "a path" if path else "a name"
+    if not isinstance(value, str):
+        raise ConfigError(field, f"got {value!r}, expected {what} (a string)")
+    if not value:
+        raise ConfigError(field, f"is empty; expected {what}")
+    if len(value) > limit:
+        raise ConfigError(field, f"is {len(value)} characters long; at most {limit}")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(field, f"{value!r} contains the control character {bad!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            field, f"{value!r} is not valid UTF-8 text (the results store keeps UTF-8 only)"
+        ) from None
+
+
 def parse_value(text: str) -> Any:
     """A TOML literal (``3``, ``3e-4``, ``true``, ``[1, 2]``, ``{a = 1}``, ``"x"``) or, if
     ``text`` is not one, the string itself (``post_ln``, ``/data/corpus.txt``)."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return _loads(f"v = {text}", "override")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def _loads(text: str, field: str, where: str = "") -> dict[str, Any]:
+    """``tomllib.loads`` with its non-syntax failures (a literal of over 4,300 digits, nesting
+    deep enough to exhaust the stack) and nesting past `MAX_DEPTH` as ConfigErrors."""
+    try:
+        tree = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            field, f"{where}nested more than {MAX_DEPTH} levels deep; flatten it"
+        ) from None
+    except ValueError as e:
+        if isinstance(e, tomllib.TOMLDecodeError):
+            raise
+        raise ConfigError(field, f"{where}cannot be read: {e}") from None  # int()'s digit limit
+    check_depth(tree, field, where=where)
+    return tree
 
 
 def split_override(override: str) -> tuple[str, Any]:
@@ -287,7 +374,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("config", f"cannot read {str(p)!r}: {e}") from None
     try:
-        return tomllib.loads(text)
+        return _loads(text, "config", f"{p}: ")
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", f"{p}: malformed TOML: {e}") from None
 
@@ -308,6 +395,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     tree: dict[str, Any] = read_toml(path) if path is not None else {}
     for override in overrides:
         apply_override(tree, override)
+    check_depth(tree, "override")  # a key of thousands of dotted parts
     if path is not None and "name" not in tree:
         tree["name"] = Path(path).stem
     return RunConfig.from_dict(tree)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -16,6 +17,14 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from resnorm.errors import ConfigError
 
 T = TypeVar("T")
+
+#: The largest integer a config takes: a signed 64-bit one (what torch, SQLite and JSON readers
+#: hold without overflow); field-specific bounds are tighter.
+MAX_INT = 2**63 - 1
+#: The deepest nesting of tables and lists accepted from a config file or override. Real configs
+#: nest a few levels (``model.topology_params.omega``); the bound keeps recursive code (hashing,
+#: JSON, `to_dict`) far from Python's recursion limit.
+MAX_DEPTH = 32
 
 
 def _type_name(tp: Any) -> str:
@@ -43,7 +52,9 @@ def coerce(value: Any, tp: Any, field: str) -> Any:
             try:
                 return coerce(value, arg, field)
             except ConfigError as e:
-                errors.append(str(e))
+                errors.append(e)
+        if len(errors) == 1:  # ``X | None``: X's own message says more (a bound, finiteness)
+            raise errors[0]
         raise ConfigError(field, f"got {value!r}, expected {_type_name(tp)}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -68,16 +79,54 @@ def coerce(value: Any, tp: Any, field: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(field, f"got {value!r}, expected an integer")
+        if abs(value) > MAX_INT:
+            raise ConfigError(
+                field, f"got {describe_int(value)}, beyond the 64-bit range ±(2**63 - 1)"
+            )
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(field, f"got {value!r}, expected a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal too large for a float
+            shown = describe_int(int(value))
+            raise ConfigError(field, f"got {shown}, expected a finite number") from None
+        if not math.isfinite(number):
+            raise ConfigError(field, f"got {value!r}, expected a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(field, f"got {value!r}, expected a string")
         return value
     return value
+
+
+def describe_int(value: int) -> str:
+    """``value`` for a message: itself, or its digit count when it is too long to show."""
+    digits = len(str(abs(value))) if abs(value) < 10**4000 else None  # str() refuses > 4300 digits
+    if digits is not None and digits <= 24:
+        return str(value)
+    return f"a {digits or 'more than 4000'}-digit integer"
+
+
+def check_depth(value: Any, field: str, limit: int = MAX_DEPTH, where: str = "") -> None:
+    """Raise a ConfigError when ``value`` nests tables/lists deeper than ``limit`` levels.
+
+    Iterative, so a hostile input cannot exhaust the stack here as it would in recursive code.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        if depth >= limit:
+            raise ConfigError(field, f"{where}nested more than {limit} levels deep; flatten it")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], field: str) -> T:

@@ -25,10 +25,13 @@ import torch
 from resnorm.data.synthetic import TASKS, Batch, TaskParams
 from resnorm.data.text import VOCAB_SIZE, Corpus, load_builtin, load_hf, load_text
 from resnorm.errors import ConfigError, choice_error
-from resnorm.typed import from_mapping
+from resnorm.typed import describe_int, from_mapping
 
 TEXT_SOURCES = ("builtin", "text", "hf")
 SOURCES = (*TEXT_SOURCES, *TASKS.names())
+#: Inclusive bounds of the integer fields: sizes far above any real batch (whether a batch fits
+#: this machine is `resnorm.config.check_fits`'s to say), seeds in torch's generator range.
+BOUNDS = {"seq_len": (1, 2**24), "batch_size": (1, 2**24), "seed": (0, 2**63 - 1)}
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,15 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise choice_error("data.source", self.source, SOURCES)
-        for name, minimum in (("seq_len", 1), ("batch_size", 1), ("seed", 0)):
+        for name, (minimum, maximum) in BOUNDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"data.{name}", f"got {value!r}, expected an integer")
-            if value < minimum:
-                raise ConfigError(f"data.{name}", f"got {value}, must be >= {minimum}")
+            if not minimum <= value <= maximum:
+                shown = "2**63 - 1" if name == "seed" else maximum
+                raise ConfigError(
+                    f"data.{name}", f"got {describe_int(value)}, must be in [{minimum}, {shown}]"
+                )
         v = self.val_fraction
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:
             raise ConfigError("data.val_fraction", f"got {v!r}, expected a number in (0, 1)")
@@ -88,6 +94,8 @@ class DataConfig:
             raise ConfigError("data.path", f"source {self.source!r} reads from a path; set one")
         if not needs_path and self.path is not None:
             raise ConfigError("data.path", f"source {self.source!r} reads no path; remove it")
+        if isinstance(self.path, str) and "\0" in self.path:
+            raise ConfigError("data.path", f"{self.path!r} contains a NUL byte, which no path has")
         if not isinstance(self.params, dict):
             raise ConfigError("data.params", f"got {self.params!r}, expected a table")
         self.source_params()  # validates params against the source
@@ -207,19 +215,8 @@ class TextData(Data):
         n, T = len(corpus.data), cfg.seq_len
         self.n_val = int(n * cfg.val_fraction)
         self.n_train = n - self.n_val
-        where = f"the {cfg.source} text has {n} bytes"
-        if self.n_train < T + 1:
-            raise ConfigError(
-                "data.seq_len",
-                f"{where}; its training split ({self.n_train}) is shorter than seq_len + 1 = "
-                f"{T + 1}: use more text or a shorter seq_len",
-            )
-        if self.n_val < T + 1:
-            raise ConfigError(
-                "data.val_fraction",
-                f"{where}; its validation split ({self.n_val} = {cfg.val_fraction} of it) is "
-                f"shorter than seq_len + 1 = {T + 1}: raise val_fraction or lower seq_len",
-            )
+        if min(self.n_train, self.n_val) < T + 1:
+            raise _split_error(cfg, n, self.n_train, self.n_val)
         self.corpus = corpus
         self.stream = torch.frombuffer(bytearray(corpus.data), dtype=torch.uint8)
         counts = torch.bincount(self.stream[1 : self.n_train], minlength=VOCAB_SIZE).double()
@@ -250,6 +247,28 @@ class TextData(Data):
             "train_bytes": [0, self.n_train],
             "val_bytes": [self.n_train, n],
         }
+
+
+def _split_error(cfg: DataConfig, n: int, n_train: int, n_val: int) -> ConfigError:
+    """Why the text does not split into a training and a validation window of seq_len + 1 bytes
+    each: the field to change, and the values that would work."""
+    span, where = cfg.seq_len + 1, f"the {cfg.source} text has {n} bytes"
+    if n < 2 * span:
+        return ConfigError(
+            "data.seq_len",
+            f"{where}, too few for a training split and a validation split of seq_len + 1 = "
+            f"{span} bytes each: use more text or seq_len <= {n // 2 - 1}",
+        )
+    # int(n v) >= span  <=>  v >= span / n;  n - int(n v) >= span  <=>  v < (n - span + 1) / n
+    low = math.ceil(span / n * 1e6) / 1e6
+    high = math.floor((n - span + 1) / n * 1e6 - 1) / 1e6  # strictly below the bound
+    return ConfigError(
+        "data.val_fraction",
+        f"{where}; val_fraction = {cfg.val_fraction} leaves a training split of {n_train} "
+        f"bytes and a validation split of {n_val}, and each needs seq_len + 1 = {span}: with "
+        f"this text and "
+        f"seq_len = {cfg.seq_len}, val_fraction must be between {low:g} and {high:g}",
+    )
 
 
 def build_data(cfg: DataConfig) -> Data:

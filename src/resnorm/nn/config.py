@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from resnorm.errors import ConfigError, choice_error
-from resnorm.typed import from_mapping, to_dict
+from resnorm.memory import fmt_bytes
+from resnorm.typed import describe_int, from_mapping, to_dict
 
 KINDS = ("decoder", "encoder", "encoder_decoder")
 MLPS = ("gelu", "gelu_tanh", "relu", "swiglu", "geglu")
@@ -18,6 +20,26 @@ QK_NORMS = ("none", "head", "full")
 ATTENTIONS = ("sdpa", "eager")
 
 Kind = Literal["decoder", "encoder", "encoder_decoder"]
+
+#: Upper bounds of the sizes: far above published models (Llama 3.1 405B: d_model 16384, 126
+#: layers, d_ff 53248, 128k context; DeepNet: 1,000 layers; vocabularies of 256k), far below the
+#: sizes whose construction hangs or overflows. A size past them is a typo, refused at once.
+MAX_SIZE = {
+    "vocab_size": 2**24,
+    "d_model": 2**16,
+    "n_layers": 10_000,
+    "n_decoder_layers": 10_000,
+    "n_heads": 2**12,
+    "n_kv_heads": 2**12,
+    "head_dim": 2**12,
+    "d_ff": 2**20,
+    "max_seq_len": 2**24,
+    "sliding_window": 2**24,
+    "sliding_window_pattern": 10_000,
+}
+#: The most parameters a model may have, on any machine: 2**40 (1.1e12; 4 TiB in fp32). Whether
+#: a model fits *this* machine is checked where it is trained or probed (`resnorm.config`).
+MAX_PARAMS = 2**40
 
 
 @dataclass(frozen=True)
@@ -99,11 +121,11 @@ class ModelConfig:
         from resnorm.nn.topologies import TOPOLOGIES
 
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
-            _positive(name, getattr(self, name))
+            _size(name, getattr(self, name))
         for name in ("n_kv_heads", "n_decoder_layers", "head_dim", "d_ff", "sliding_window"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
-        _positive("sliding_window_pattern", self.sliding_window_pattern)
+                _size(name, getattr(self, name))
+        _size("sliding_window_pattern", self.sliding_window_pattern)
         for name, choices in (
             ("kind", KINDS),
             ("mlp", MLPS),
@@ -134,17 +156,80 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("model.dropout", f"must be in [0, 1), got {self.dropout}")
         for name in ("norm_eps", "init_std", "rope_theta"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"model.{name}", f"must be > 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(
+                    f"model.{name}", f"must be a finite number > 0, got {getattr(self, name)}"
+                )
         for name in ("attn_scale", "attn_softcap", "logit_softcap"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"model.{name}", f"must be > 0 or unset, got {value}")
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(
+                    f"model.{name}", f"must be a finite number > 0 or unset, got {value}"
+                )
         if self.n_decoder_layers is not None and self.kind != "encoder_decoder":
             raise ConfigError("model.n_decoder_layers", "only an encoder_decoder model has one")
+        self._check_params()
         # Typed, validated topology parameters (unknown keys list the valid ones).
         object.__setattr__(self, "topology_params", dict(self.topology_params))
         topology.parse_params(self)
+
+    def _check_params(self) -> None:
+        terms = self.param_terms()
+        total = sum(terms.values())
+        if total > MAX_PARAMS:
+            field = max(terms, key=terms.__getitem__)
+            raise ConfigError(
+                f"model.{field}",
+                f"the model would have about {total:.3g} parameters "
+                f"({fmt_bytes(4 * total)} in fp32), over the limit of {MAX_PARAMS:.3g} "
+                f"(d_model={self.d_model}, n_layers={self.n_layers}, d_ff={self.d_ff_}, "
+                f"vocab_size={self.vocab_size}, max_seq_len={self.max_seq_len}); {field} "
+                "contributes the most",
+            )
+
+    @property
+    def stack_depths(self) -> tuple[int, int]:
+        """(encoder layers, decoder layers); 0 for a stack the model does not have."""
+        if self.kind == "decoder":
+            return 0, self.n_layers
+        if self.kind == "encoder":
+            return self.n_layers, 0
+        return self.n_layers, self.n_decoder_layers or self.n_layers
+
+    def param_terms(self) -> dict[str, int]:
+        """About how many parameters the layers, the token tables (embedding and head) and the
+        position table hold, keyed by the size field that scales each; norms and topology
+        scalars (a few vectors per layer) are left out."""
+        d, dq, dkv = self.d_model, self.n_heads * self.head_dim_, self.n_kv_heads_ * self.head_dim_
+        attn = 2 * d * (dq + dkv)  # q, o: d x dq; k, v: d x dkv
+        mlp = (3 if self.mlp in ("swiglu", "geglu") else 2) * d * self.d_ff_
+        enc, dec = self.stack_depths
+        cross = dec * attn if self.kind == "encoder_decoder" else 0
+        return {
+            "n_layers": (enc + dec) * (attn + mlp) + cross,
+            "vocab_size": self.vocab_size * d * (1 if self.tie_embeddings else 2),
+            "max_seq_len": self.max_seq_len * d if self.positional == "learned" else 0,
+        }
+
+    def param_count(self) -> int:
+        """About how many parameters the model has (see `param_terms`)."""
+        return sum(self.param_terms().values())
+
+    def buffer_bytes(self) -> int:
+        """Bytes of the non-parameter tensors built with the model: RoPE's cos/sin tables."""
+        return 2 * 4 * self.max_seq_len * self.head_dim_ if self.positional == "rope" else 0
+
+    def activation_floats(self, batch_size: int, seq_len: int) -> int:
+        """A lower bound on the numbers one forward and backward pass over a batch of
+        ``batch_size`` x ``seq_len`` tokens keeps at once: each layer's input and feed-forward
+        hidden activations (saved for the backward pass), the logits and their gradient, and,
+        on the ``eager`` attention path, every layer's attention probabilities."""
+        enc, dec = self.stack_depths
+        tokens = batch_size * seq_len
+        total = tokens * ((enc + dec) * (self.d_model + self.d_ff_) + 2 * self.vocab_size)
+        if self.attention == "eager":
+            total += (enc + dec) * batch_size * self.n_heads * seq_len**2
+        return total
 
     @property
     def n_kv_heads_(self) -> int:
@@ -174,6 +259,8 @@ class ModelConfig:
         return from_mapping(cls, data, field)
 
 
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"model.{name}", f"must be a positive integer, got {value}")
+def _size(name: str, value: int) -> None:
+    bound = MAX_SIZE[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= bound:
+        shown = describe_int(value) if isinstance(value, int) else repr(value)
+        raise ConfigError(f"model.{name}", f"must be an integer in [1, {bound}], got {shown}")

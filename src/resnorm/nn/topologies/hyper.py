@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from resnorm.nn.model import Layer, Stack
 
 DYNAMIC_SCALE_INIT = 0.01  # s_alpha, s_beta (Zhu et al. 2024, Sec. 2.2 and Algorithm 2)
+MAX_EXPANSION = 64  # streams; the paper tries 1 to 8, and the stream costs n x the activations
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,10 @@ class HyperConnections(Topology):
 
     @classmethod
     def check(cls, params: HyperConnectionsParams, cfg: ModelConfig) -> None:  # type: ignore[override]
-        if params.expansion < 1:
+        if not 1 <= params.expansion <= MAX_EXPANSION:
             raise ConfigError(
-                "model.topology_params.expansion", f"must be >= 1, got {params.expansion}"
+                "model.topology_params.expansion",
+                f"must be in [1, {MAX_EXPANSION}], got {params.expansion}",
             )
 
     def setup_layer(self, layer: Layer) -> None:

@@ -71,6 +71,16 @@ class DeepNorm(Topology):
     Params = DeepNormParams
     final_norm = False
 
+    @classmethod
+    def check(cls, params: DeepNormParams, cfg: ModelConfig) -> None:  # type: ignore[override]
+        for name in ("alpha", "beta"):
+            value = getattr(params, name)
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(
+                    f"model.topology_params.{name}",
+                    f"must be a finite number > 0 (or unset: DeepNet's Table 1), got {value}",
+                )
+
     def __init__(self, cfg: ModelConfig, spec: StackSpec) -> None:
         super().__init__(cfg, spec)
         alpha, beta = deepnorm_constants(spec)
@@ -137,6 +147,13 @@ class Admin(Topology):
             )
         if isinstance(params.omega, float) and params.omega <= 0:
             raise ConfigError("model.topology_params.omega", f"must be > 0, got {params.omega}")
+        # One batch of this shape (its length cut to max_seq_len) goes through the model at init.
+        for name, limit in (("profile_batch", 4096), ("profile_seq_len", 2**16)):
+            value = getattr(params, name)
+            if not 1 <= value <= limit:
+                raise ConfigError(
+                    f"model.topology_params.{name}", f"must be in [1, {limit}], got {value}"
+                )
 
     def setup_layer(self, layer: Layer) -> None:
         add_norms(self, layer)
