@@ -32,40 +32,69 @@ def _norms(args: argparse.Namespace) -> int:
     return 0
 
 
+INSPECT_HELP = """\
+Probes at initialization on a seeded random batch, one table per topology x depth.
+
+The model of every cell is the small default shape (d_model 64, 4 heads, vocab 256), or the
+[model] table of --config, with each -o model.KEY=VALUE applied on top. The comparison's axes
+are --topologies and --depths; when not given they are post_ln,pre_ln and 6,12,24, unless the
+config or an -o sets model.topology or model.n_layers, which then fixes that axis (so
+-o model.topology=deepnorm compares DeepNorm at depths 6, 12 and 24, and -o model.d_model=128
+runs the default comparison at width 128)."""
+
+
+def _items(flag: str, text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise ConfigError(flag, f"{text!r} has an empty entry; expected a comma-separated list")
+    return items
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    from resnorm.diagnostics.inspect import format_table, inspect_comparison, inspect_model
+    from resnorm.config import apply_override, read_toml
+    from resnorm.diagnostics.inspect import SMALL, inspect_comparison
+    from resnorm.nn.config import ModelConfig
+    from resnorm.typed import check_depth
 
-    probes = tuple(args.probes.split(","))
-    if args.config or args.override:
-        from resnorm.config import load_config
-
-        cfg = load_config(args.config, args.override).model
-        records = inspect_model(
-            cfg, batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed, probes=probes
-        )
-        print(format_table({f"{cfg.topology} L={cfg.n_layers}": records}))
-        return 0
-    print(
-        inspect_comparison(
-            tuple(args.topologies.split(",")),
-            tuple(int(d) for d in args.depths.split(",")),
-            batch_size=args.batch_size,
-            seq_len=args.seq_len,
-            seed=args.seed,
-            probes=probes,
-        )
-    )
+    tree = read_toml(args.config) if args.config else {"model": dict(SMALL)}
+    for override in args.override:
+        if not override.startswith("model."):
+            raise ConfigError("override", f"{override!r}: inspect builds a model; set model.KEY")
+        apply_override(tree, override)
+    check_depth(tree, "override")
+    given = tree.get("model", {})
+    if not isinstance(given, dict):
+        raise ConfigError("model", f"got {given!r}, expected a table ([model])")
+    fields = ModelConfig.from_dict(given).to_dict()
+    fixed = set(given) if args.config is None else {"topology", "n_layers"}
+    topology, depth = fields.pop("topology"), fields.pop("n_layers")
+    if args.topologies:
+        topologies = _items("--topologies", args.topologies)
+    else:
+        topologies = [topology] if "topology" in fixed else ["post_ln", "pre_ln"]
+    if args.depths:
+        items = _items("--depths", args.depths)
+        if not all(d.isdigit() and len(d) < 10 for d in items):
+            raise ConfigError("--depths", f"{args.depths!r}: expected integers, e.g. 6,12,24")
+        depths = [int(d) for d in items]
+    else:
+        depths = [depth] if "n_layers" in fixed else [6, 12, 24]
+    probes = _items("--probes", args.probes)
+    shape = {"batch_size": args.batch_size, "seq_len": args.seq_len, "seed": args.seed}
+    print(inspect_comparison(topologies, depths, probes=probes, **shape, **fields))
     return 0
 
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE.toml", help="inspect this run config's model")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--topologies", default="post_ln,pre_ln", help="comparison: topologies")
-    p.add_argument("--depths", default="6,12,24", help="comparison: depths")
-    p.add_argument("--probes", default="grad_norm,stream_rms")
+    p.add_argument("--config", "-c", metavar="FILE.toml", help="the model: this config's [model]")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="model.KEY=VALUE")
+    p.add_argument("--topologies", help="comparison: topologies (default: post_ln,pre_ln)")
+    p.add_argument("--depths", help="comparison: depths (default: 6,12,24)")
+    p.add_argument(
+        "--probes", default="grad_norm,stream_rms", help="probe names (a wrong one lists all)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=64, help="at most model.max_seq_len")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -103,11 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     p.set_defaults(handler=_topologies)
     sub.add_parser("norms", help="list every norm").set_defaults(handler=_norms)
-    p = sub.add_parser("inspect", help="probes at initialization (default: post_ln vs pre_ln)")
+    p = sub.add_parser(
+        "inspect",
+        help="probes at initialization (default: post_ln vs pre_ln)",
+        description=INSPECT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_inspect(p)
     p.set_defaults(handler=_inspect)
     p = sub.add_parser("doctor", help="this machine: CPU/GPU, BLAS, matmul peaks, precision")
-    p.add_argument("--seconds", type=float, default=3.0, help="time spent measuring peaks")
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="time spent measuring peaks (0 < s <= 60)"
+    )
     p.set_defaults(handler=_doctor)
     for name, module, help_ in SUBCOMMANDS:
         add, run = _delegate(module)

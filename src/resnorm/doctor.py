@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from resnorm.errors import ConfigError
 from resnorm.train.precision import (
     BF16_MIN_D_MODEL,
     BF16_MIN_SPEEDUP,
@@ -115,8 +116,21 @@ def cuda_info() -> dict[str, Any]:
     }
 
 
+#: Longest matmul measurement per device, seconds (the default, 3 s, is plenty).
+MAX_SECONDS = 60.0
+
+
 def doctor(seconds: float = 3.0) -> dict[str, Any]:
-    """Everything `resnorm doctor` reports, measured for about ``seconds`` per device."""
+    """Everything `resnorm doctor` reports, measured for about ``seconds`` per device.
+
+    Raises:
+        ConfigError: ``seconds`` is not a finite number in (0, `MAX_SECONDS`] (a NaN would
+            never end the measurement loop).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ConfigError("seconds", f"got {seconds!r}, expected a number")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise ConfigError("seconds", f"must be in (0, {MAX_SECONDS:g}], got {seconds}")
     cuda = cuda_info()
     peaks = {"cpu": matmul_gflops(seconds, "cpu")}
     if cuda["available"]:

@@ -4,7 +4,11 @@
 second matrix W2 (``mlp.down.weight``) and the residual-stream RMS for Post-LN and Pre-LN at
 several depths, with the last/first-layer gradient ratio of each (Xiong et al. 2020,
 arXiv:2002.04745: > 1 for Post-LN, < 1 for Pre-LN). ``python -m resnorm.diagnostics`` prints
-it.
+it. Any other probe's per-layer measurements get columns of their own, its model-wide ones a
+place in the summary line.
+
+The batch shape, seed and probe names are checked before a model is built, and a model and
+batch this machine cannot hold are refused with the estimate (`resnorm.memory`).
 """
 
 from __future__ import annotations
@@ -15,15 +19,49 @@ from typing import Any
 
 import torch
 
-from resnorm.diagnostics.base import Batch, Record
+from resnorm.diagnostics.base import PROBES, Batch, Record
 from resnorm.diagnostics.probes import run_at_init
 from resnorm.errors import ConfigError
+from resnorm.memory import check_memory, fmt_bytes
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import build_model
 
 W2 = "mlp.down.weight"
 #: The small default shape of ``inspect_comparison``: finishes in seconds on a CPU.
 SMALL = {"d_model": 64, "n_heads": 4, "vocab_size": 256}
+#: The probes the fixed columns show (W2 and sublayer gradients, stream RMS after each layer).
+FIXED = ("grad_norm", "stream_rms")
+MAX_BATCH, MAX_SEED = 2**16, 2**63 - 1
+
+
+def check_inputs(
+    cfg: ModelConfig, batch_size: int, seq_len: int, seed: int, probes: Sequence[str]
+) -> None:
+    """Refuse, naming the argument, what would give NaN tables, tracebacks or an allocation
+    this machine cannot make: the batch shape, the seed, unknown probe names."""
+    for name, value, low, high in (
+        ("batch_size", batch_size, 1, MAX_BATCH),
+        ("seq_len", seq_len, 1, cfg.max_seq_len),
+        ("seed", seed, 0, MAX_SEED),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            bound = "model.max_seq_len = " if name == "seq_len" else ""
+            raise ConfigError(name, f"must be an integer in [{low}, {bound}{high}], got {value!r}")
+    if not probes:
+        raise ConfigError("probes", f"none given; valid: {', '.join(PROBES.names())}")
+    for name in probes:
+        PROBES.get(name, "probes")
+    # Weights and gradients, AdamW moments for update_ratio; activations at fp32.
+    per_param = 16 if "update_ratio" in probes else 8
+    weights = per_param * cfg.param_count() + cfg.buffer_bytes()
+    activations = 4 * cfg.activation_floats(batch_size, seq_len)
+    terms = cfg.param_terms()
+    field = "batch_size" if activations > weights else f"model.{max(terms, key=terms.__getitem__)}"
+    what = (
+        f"probing this model (weights and gradients {fmt_bytes(weights)}; activations of "
+        f"{batch_size} x {seq_len} tokens {fmt_bytes(activations)})"
+    )
+    check_memory(field, weights + activations, what)
 
 
 def random_batch(cfg: ModelConfig, batch_size: int, seq_len: int, seed: int = 0) -> Batch:
@@ -49,7 +87,9 @@ def inspect_model(
     probes: Sequence[str] = ("grad_norm", "stream_rms"),
 ) -> list[Record]:
     """Build ``cfg`` with torch seeded by ``seed`` and run ``probes`` at init on a seeded random
-    batch. The caller's global RNG state is left untouched."""
+    batch. The caller's global RNG state is left untouched. A ConfigError (`check_inputs`)
+    names a bad argument before anything is built."""
+    check_inputs(cfg, batch_size, seq_len, seed, probes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg)
@@ -92,6 +132,7 @@ def format_table(records_by_config: Mapping[str, Sequence[Record]]) -> str:
             for s in ("attn", "cross", "mlp"):
                 columns.append((f"|grad {s}|", "grad_norm", f"{stack}.{s}"))
             columns.append(("stream rms", "stream_rms", f"{stack}.mlp"))
+            columns += _other_columns(records, stack)
             data = [(h, _per_layer(records, p, k)) for h, p, k in columns]
             data = [(h, d) for h, d in data if d]
             layers = sorted({i for _, d in data for i in d})
@@ -102,17 +143,32 @@ def format_table(records_by_config: Mapping[str, Sequence[Record]]) -> str:
     return "\n\n".join(blocks) + "\n\n" + "\n".join(summary)
 
 
+def _other_columns(records: Sequence[Record], stack: str) -> list[tuple[str, str, str]]:
+    """``(header, probe, key)`` of each per-layer series of a probe outside `FIXED`, at the
+    layer (``decoder``) or sublayer (``decoder.attn``) level; per-tensor series are left out."""
+    found: dict[tuple[str, str], None] = {}
+    for r in records:
+        if r.probe in FIXED or r.layer is None:
+            continue
+        where = r.key.split(".")
+        if where[0] == stack and len(where) <= 2:
+            found[(r.probe, r.key)] = None
+    return [(" ".join([p, *k.split(".")[1:]]), p, k) for p, k in found]
+
+
 def _summary(name: str, records: Sequence[Record]) -> str:
-    stacks = _stacks(records)
-    if not stacks:
-        return f"{name}: no per-layer records"
-    stack, parts = stacks[-1], []
-    if _per_layer(records, "grad_norm", f"{stack}.{W2}"):
+    stacks, parts = _stacks(records), []
+    stack = stacks[-1] if stacks else ""
+    if stack and _per_layer(records, "grad_norm", f"{stack}.{W2}"):
         parts.append(f"W2 grad last/first = {grad_ratio(records):.3f}")
     rms_layers = _per_layer(records, "stream_rms", f"{stack}.mlp")
     embed = [r.value for r in records if r.probe == "stream_rms" and r.key == f"{stack}.embed"]
     if rms_layers and embed:
         parts.append(f"stream rms last/embed = {rms_layers[max(rms_layers)] / embed[0]:.3f}")
+    # Model-wide values of the other probes (output_change, update_ratio of the whole model).
+    for r in records:
+        if r.probe not in FIXED and r.layer is None and "." not in r.key:
+            parts.append(f"{' '.join(filter(None, (r.probe, r.key)))} = {r.value:.3e}")
     return f"{name}: " + ("; ".join(parts) or "nothing to summarize")
 
 
@@ -136,22 +192,21 @@ def compare(
     **model_fields: Any,
 ) -> dict[str, list[Record]]:
     """``inspect_model`` for each topology x depth, keyed ``"<topology> L=<depth>"``; model
-    fields default to the small shape ``SMALL`` (d_model 64, 4 heads, vocab 256)."""
+    fields default to the small shape ``SMALL`` (d_model 64, 4 heads, vocab 256). Every cell's
+    config and inputs are checked before the first model is built."""
     for axis, name in (("topology", "topologies"), ("n_layers", "depths")):
         if axis in model_fields:
             raise ConfigError(axis, f"set by the {name} argument of the comparison")
     fields = {**SMALL, **model_fields}
-    return {
-        f"{t} L={n}": inspect_model(
-            ModelConfig(topology=t, n_layers=n, **fields),
-            batch_size=batch_size,
-            seq_len=seq_len,
-            seed=seed,
-            probes=probes,
-        )
+    configs = {
+        f"{t} L={n}": ModelConfig(topology=t, n_layers=n, **fields)
         for t in topologies
         for n in depths
     }
+    shape = {"batch_size": batch_size, "seq_len": seq_len, "seed": seed}
+    for cfg in configs.values():
+        check_inputs(cfg, probes=probes, **shape)
+    return {name: inspect_model(cfg, probes=probes, **shape) for name, cfg in configs.items()}
 
 
 def inspect_comparison(
