@@ -26,6 +26,7 @@ from resnorm.interop import hf_bert, hf_gpt2, hf_llama  # noqa: F401 (register t
 from resnorm.interop.hf_common import CONVERTERS, Converter, HFConfig, Tensors
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import Transformer
+from resnorm.typed import MAX_DEPTH, check_depth
 
 INDEX = "model.safetensors.index.json"
 # model_type -> supported architecture classes, e.g. {"llama": ("LlamaForCausalLM", ...)}.
@@ -45,13 +46,26 @@ def read_config(folder: Path) -> HFConfig:
     file = folder / "config.json"
     if not file.is_file():
         raise ConfigError("path", f"no config.json in {str(folder)!r}")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError("config.json", f"{file} is not valid JSON: {err}") from None
+    data = read_json(file, "config.json")
     if not isinstance(data, dict):
         raise ConfigError("config.json", f"{file} must hold a JSON object")
     return HFConfig(data, str(file))
+
+
+def read_json(file: Path, field: str) -> Any:
+    """The JSON value in ``file``, nested at most `MAX_DEPTH` levels; a ConfigError naming
+    ``field`` and the file for invalid JSON, JSON nested deep enough to exhaust the stack, or a
+    number of more than 4,300 digits."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(field, f"{file}: nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, int()'s digit limit
+        raise ConfigError(field, f"{file} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise ConfigError(field, f"cannot read {file}: {err}") from None
+    check_depth(data, field, where=f"{file}: ")
+    return data
 
 
 def weight_files(folder: Path) -> dict[str, Path]:
@@ -63,9 +77,9 @@ def weight_files(folder: Path) -> dict[str, Path]:
     index = folder / INDEX
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_json(index, "weights")["weight_map"]
             files = sorted({folder / name for name in weight_map.values()})
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise ConfigError("weights", f"{index} has no valid weight_map: {err!r}") from None
     else:
         files = sorted(folder.glob("*.safetensors"))
@@ -96,12 +110,16 @@ def weight_files(folder: Path) -> dict[str, Path]:
 def converter_for(hf: HFConfig) -> tuple[Converter, bool]:
     """The converter of the config's ``model_type`` and whether its class has an LM head."""
     model_type = hf.get("model_type")
+    if not isinstance(model_type, str):
+        raise hf.error(
+            "model_type", f"expected a string, one of {supported_text()}; got {model_type!r}"
+        )
     if model_type not in CONVERTERS:
         raise hf.error("model_type", f"unsupported {model_type!r}; supported: {supported_text()}")
     converter = CONVERTERS.get(model_type)
     archs = hf.get("architectures") or []
-    if not isinstance(archs, list):
-        raise hf.error("architectures", f"expected a list, got {archs!r}")
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise hf.error("architectures", f"expected a list of class names, got {archs!r}")
     unknown = [a for a in archs if a not in converter.architectures]
     if unknown:
         raise hf.error(
@@ -153,7 +171,13 @@ def from_hf(
     converter, has_head = converter_for(hf)
     tensors = Tensors(weight_files(folder), converter.prefix, str(folder))
     kwargs: dict[str, Any] = converter.config(hf, tensors, has_head)
-    cfg = ModelConfig(**kwargs, attention=attention)
+    try:
+        cfg = ModelConfig(**kwargs, attention=attention)
+    except ConfigError as err:  # a size past resnorm's bounds, an impossible head split, ...
+        raise ConfigError(
+            "config.json", f"{hf.source} describes a model resnorm refuses: {err}"
+        ) from None
+
     state = converter.weights(tensors, kwargs)
     tensors.discard(converter.ignore)
     tensors.finish()

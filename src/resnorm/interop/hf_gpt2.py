@@ -9,10 +9,12 @@ Reference: ``transformers/models/gpt2/modeling_gpt2.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from resnorm.errors import ConfigError
 from resnorm.interop.hf_common import Converter, HFConfig, Tensors, linear, lm_head, register, tied
 
 
@@ -47,13 +49,27 @@ def conv1d(out: dict[str, Tensor], dst: str, t: Tensors, src: str) -> None:
     out[f"{dst}.bias"] = t.take(f"{src}.bias")
 
 
+def fused_qkv(t: Tensors, src: str, d: int) -> tuple[Tensor, Tensor]:
+    """``c_attn``'s weight (d, 3d) and bias (3d,), checked against ``n_embd`` before they are
+    split in three (a mismatch is the config's, not a converter bug)."""
+    weight, bias = t.take(f"{src}.weight"), t.take(f"{src}.bias")
+    if tuple(weight.shape) != (d, 3 * d) or tuple(bias.shape) != (3 * d,):
+        raise ConfigError(
+            "config.json.n_embd",
+            f"{d} (in {Path(t.source) / 'config.json'}) disagrees with the weights: {src} has "
+            f"weight {tuple(weight.shape)} and bias {tuple(bias.shape)}, where n_embd = {d} "
+            f"implies {(d, 3 * d)} and {(3 * d,)}",
+        )
+    return weight, bias
+
+
 def gpt2_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
     d = cfg["d_model"]
     out = {"embed.tok.weight": t.take("wte.weight"), "embed.pos.weight": t.take("wpe.weight")}
     for i in range(cfg["n_layers"]):
         src, dst = f"h.{i}", f"decoder.layers.{i}"
-        qkv_w = t.take(f"{src}.attn.c_attn.weight").split(d, dim=1)  # (d, 3d) -> 3 x (d, d)
-        qkv_b = t.take(f"{src}.attn.c_attn.bias").split(d)
+        weight, bias = fused_qkv(t, f"{src}.attn.c_attn", d)
+        qkv_w, qkv_b = weight.split(d, dim=1), bias.split(d)  # (d, 3d) -> 3 x (d, d)
         for name, w, b in zip("qkv", qkv_w, qkv_b, strict=True):
             out[f"{dst}.attn.{name}_proj.weight"] = w.t()
             out[f"{dst}.attn.{name}_proj.bias"] = b
