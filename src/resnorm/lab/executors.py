@@ -7,6 +7,8 @@
   leaves no orphan training the same run.
 * ``ray``: the same function as Ray tasks (``num_cpus = threads``) on the cluster at
   ``--address HOST:PORT``, or on a local Ray started for the study when no address is given.
+  A local Ray may take ``start_timeout`` seconds to start (`RAY_START_TIMEOUT`, or
+  ``RESNORM_RAY_START_TIMEOUT``); one that does not is a ConfigError saying what to do.
 * ``serial``: in this process, one task after another (debugging, tests).
 
 Every executor keeps at most ``slots`` tasks in flight and calls ``started(task)`` as it hands
@@ -16,6 +18,7 @@ complete; a worker that dies is reported as a ``failed`` output, never as an exc
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
@@ -31,6 +34,14 @@ from resnorm.lab.tasks import Output, empty_output, execute
 Task = Mapping[str, Any]
 Started = Callable[[Task], None]
 EXECUTORS = ("local", "ray", "serial")
+#: Seconds a local Ray may take to start: generous, since a loaded machine starts it slowly.
+#: Ray reads it as ``RAY_raylet_start_wait_time_s``, how long its driver waits for the raylet
+#: to register (Ray's Python side adds a fixed 30 s wait of its own, ``ray/_private/node.py``).
+RAY_START_TIMEOUT = 300.0
+RAY_START_ENV = "RESNORM_RAY_START_TIMEOUT"
+RAY_WAIT_ENV = "RAY_raylet_start_wait_time_s"
+#: What Ray's startup wait raises, a bare Exception (ray/_private/node.py).
+RAY_START_FAILURE = "timed out during startup"
 
 
 def gpu_count() -> int:
@@ -178,40 +189,90 @@ class LocalExecutor(Executor):
                 break
 
 
+def resolve_start_timeout(value: float | None) -> float:
+    """``value``, else ``RESNORM_RAY_START_TIMEOUT``, else `RAY_START_TIMEOUT`: seconds in
+    (0, 86400]."""
+    field = "start_timeout"
+    if value is None and RAY_START_ENV in os.environ:
+        field, text = RAY_START_ENV, os.environ[RAY_START_ENV]
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(field, f"got {text!r}, expected a number of seconds") from None
+    if value is None:
+        return RAY_START_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+        raise ConfigError(field, f"must be a number of seconds in (0, 86400], got {value!r}")
+    return float(value)
+
+
 class RayExecutor(Executor):
-    """Ray tasks on a cluster (``address``) or on a local Ray started for the study."""
+    """Ray tasks on a cluster (``address``) or on a local Ray started for the study, which may
+    take ``start_timeout`` seconds to start (see `resolve_start_timeout`)."""
 
     name = "ray"
 
     def __init__(
-        self, workers: int | None = None, threads: int | None = None, address: str | None = None
+        self,
+        workers: int | None = None,
+        threads: int | None = None,
+        address: str | None = None,
+        start_timeout: float | None = None,
     ) -> None:
         super().__init__(workers, threads or 1)
         self.address = address
+        self.start_timeout = resolve_start_timeout(start_timeout)
         self._explicit_workers = workers
 
     def describe(self) -> str:
         where = self.address or "a local Ray"
         return f"ray at {where}: {self.workers} task(s) in flight x {self.threads} thread(s)"
 
-    def imap(self, tasks: Iterable[Task], started: Started) -> Iterator[Output]:
+    def _start(self, ray: Any) -> None:
+        """``ray.init`` for this executor; its failures as ConfigErrors that say what to do."""
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.address:
+            kwargs["address"] = self.address
+        else:
+            kwargs["num_cpus"] = cpu_count()
+        begun = time.monotonic()
         try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "executor", "the ray executor needs Ray: pip install 'resnorm[ray]'"
-            ) from None
-        owns = not ray.is_initialized()
-        if owns:
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
             if self.address:
-                kwargs["address"] = self.address
-            else:
-                kwargs["num_cpus"] = cpu_count()
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ConfigError("address", f"cannot reach Ray at {self.address}: {e}") from None
+            raise ConfigError("executor", f"cannot start a local Ray: {e}") from None
+        except Exception as e:  # Ray's startup wait raises a bare Exception
+            if RAY_START_FAILURE not in str(e):
+                raise
+            ray.shutdown()  # whatever part of it did start
+            raise ConfigError(
+                "executor",
+                f"a local Ray failed to start, giving up after {time.monotonic() - begun:.0f} s "
+                f"(start timeout {self.start_timeout:g} s; Ray: {str(e).strip()}), which "
+                f"happens on a loaded machine; raise the start timeout, "
+                f"e.g. {RAY_START_ENV}=900, or start Ray once yourself (ray start --head) and "
+                "pass its --address, or run with --executor local",
+            ) from None
+
+    def imap(self, tasks: Iterable[Task], started: Started) -> Iterator[Output]:
+        # Set before Ray is imported and started, so that its driver and the processes it
+        # spawns read it; a value the user exported wins.
+        previous = os.environ.get(RAY_WAIT_ENV)
+        os.environ.setdefault(RAY_WAIT_ENV, str(math.ceil(self.start_timeout)))
+        try:
+            try:
+                import ray
+            except ImportError:
+                raise ConfigError(
+                    "executor", "the ray executor needs Ray: pip install 'resnorm[ray]'"
+                ) from None
+            owns = not ray.is_initialized()
+            if owns:
+                self._start(ray)
+        finally:
+            if previous is None:
+                os.environ.pop(RAY_WAIT_ENV, None)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = self._explicit_workers or max(1, cpus // self.threads)
@@ -240,13 +301,20 @@ class RayExecutor(Executor):
 
 
 def make_executor(
-    name: str, workers: int | None = None, threads: int | None = None, address: str | None = None
+    name: str,
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+    ray_start_timeout: float | None = None,
 ) -> Executor:
-    """The executor called ``name`` (``local``, ``ray``, ``serial``)."""
+    """The executor called ``name`` (``local``, ``ray``, ``serial``); ``ray_start_timeout``:
+    the seconds a local Ray may take to start (default `RAY_START_TIMEOUT`)."""
     if name == "ray":
-        return RayExecutor(workers, threads, address)
+        return RayExecutor(workers, threads, address, ray_start_timeout)
     if address is not None:
         raise ConfigError("address", f"only the ray executor connects to an address, not {name!r}")
+    if ray_start_timeout is not None:
+        raise ConfigError("ray_start_timeout", f"only the ray executor starts Ray, not {name!r}")
     if name == "local":
         return LocalExecutor(workers, threads)
     if name == "serial":
