@@ -151,3 +151,13 @@ def test_val_fraction_the_data_cannot_split_names_it_and_the_fractions_that_work
     with pytest.raises(ConfigError) as e:
         build_data(DataConfig(source="text", path=str(text), seq_len=600))
     assert e.value.field == "data.seq_len" and "seq_len <= 499" in str(e.value)
+
+
+@pytest.mark.parametrize("stated", ["abc", "0", "-4", "nan", "inf"])
+def test_a_stated_memory_must_be_a_positive_number_of_gib(
+    stated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MEMORY_ENV, stated)
+    with pytest.raises(ConfigError) as e:
+        RunConfig()
+    assert e.value.field == MEMORY_ENV

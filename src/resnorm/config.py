@@ -30,7 +30,7 @@ from typing import Any
 
 from resnorm.data import DataConfig
 from resnorm.errors import ConfigError, choice_error
-from resnorm.memory import check_memory, fmt_bytes
+from resnorm.memory import check_model_fits
 from resnorm.nn.config import ModelConfig
 from resnorm.typed import MAX_DEPTH, MAX_INT, check_depth, describe_int, from_mapping, to_dict
 
@@ -269,27 +269,22 @@ TRAIN_BYTES_PER_PARAM = 16
 
 
 def check_fits(cfg: RunConfig) -> None:
-    """Refuse a run whose training cannot fit in this machine's memory (`resnorm.memory`).
-
-    The estimate is a lower bound: parameters with their gradients and AdamW moments, the RoPE
-    tables, and the activations one micro-batch keeps for the backward pass, at 2 bytes a number
-    unless the run is fp32 (bf16 autocast may halve them).
-    """
-    m, d, t = cfg.model, cfg.data, cfg.train
+    """Refuse a run whose training cannot fit in this machine's memory (`resnorm.memory`):
+    parameters with their gradients and AdamW moments, and the activations one micro-batch
+    keeps, at 2 bytes a number unless the run is fp32 (bf16 autocast may halve them)."""
+    d, t = cfg.data, cfg.train
     world = os.environ.get("WORLD_SIZE", "1")  # under torchrun, each rank takes its share
     ranks = int(world) if world.isdigit() and int(world) > 0 else 1
-    micro = max(1, d.batch_size // (t.grad_accum * ranks))
-    weights = TRAIN_BYTES_PER_PARAM * m.param_count() + m.buffer_bytes()
-    activations = (4 if t.precision == "fp32" else 2) * m.activation_floats(micro, d.seq_len)
-    terms = m.param_terms()
-    field = (
-        "data.batch_size" if activations > weights else f"model.{max(terms, key=terms.__getitem__)}"
+    check_model_fits(
+        cfg.model,
+        max(1, d.batch_size // (t.grad_accum * ranks)),
+        d.seq_len,
+        doing="training this run",
+        held="parameters, gradients and AdamW state",
+        per_param=TRAIN_BYTES_PER_PARAM,
+        per_number=4 if t.precision == "fp32" else 2,
+        batch_field="data.batch_size",
     )
-    what = (
-        f"training this run (parameters, gradients and AdamW state {fmt_bytes(weights)}; "
-        f"activations of a micro-batch of {micro} x {d.seq_len} tokens {fmt_bytes(activations)})"
-    )
-    check_memory(field, weights + activations, what)
 
 
 def check_text(field: str, value: object, limit: int, path: bool = False) -> None:

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 from resnorm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resnorm.nn.config import ModelConfig
 
 MEMORY_ENV = "RESNORM_MEMORY_GIB"
 
@@ -89,3 +93,33 @@ def check_memory(field: str, need: int, what: str) -> None:
         f"{what} needs at least {fmt_bytes(need)}, more than {have}; make it smaller, or if it "
         f"runs on a bigger machine, set {MEMORY_ENV} to that machine's memory in GiB",
     )
+
+
+def check_model_fits(
+    model: ModelConfig,
+    batch_size: int,
+    seq_len: int,
+    *,
+    doing: str,
+    held: str,
+    per_param: int,
+    per_number: int,
+    batch_field: str,
+) -> None:
+    """Refuse ``doing`` (``"training this run"``) with ``model`` on batches of ``batch_size`` x
+    ``seq_len`` tokens when it cannot fit here.
+
+    The estimate is a lower bound: ``per_param`` bytes a parameter (``held`` says what they
+    hold: weights, gradients, optimizer moments) plus the RoPE tables, and ``per_number`` bytes
+    for each number the activations keep (`ModelConfig.activation_floats`). The error names
+    ``batch_field`` when the activations dominate, else the size that adds the most parameters.
+    """
+    weights = per_param * model.param_count() + model.buffer_bytes()
+    activations = per_number * model.activation_floats(batch_size, seq_len)
+    terms = model.param_terms()
+    field = batch_field if activations > weights else f"model.{max(terms, key=terms.__getitem__)}"
+    what = (
+        f"{doing} ({held} {fmt_bytes(weights)}; activations of {batch_size} x {seq_len} tokens "
+        f"{fmt_bytes(activations)})"
+    )
+    check_memory(field, weights + activations, what)

@@ -22,7 +22,7 @@ import torch
 from resnorm.diagnostics.base import PROBES, Batch, Record
 from resnorm.diagnostics.probes import run_at_init
 from resnorm.errors import ConfigError
-from resnorm.memory import check_memory, fmt_bytes
+from resnorm.memory import check_model_fits
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import build_model
 
@@ -51,17 +51,18 @@ def check_inputs(
         raise ConfigError("probes", f"none given; valid: {', '.join(PROBES.names())}")
     for name in probes:
         PROBES.get(name, "probes")
-    # Weights and gradients, AdamW moments for update_ratio; activations at fp32.
-    per_param = 16 if "update_ratio" in probes else 8
-    weights = per_param * cfg.param_count() + cfg.buffer_bytes()
-    activations = 4 * cfg.activation_floats(batch_size, seq_len)
-    terms = cfg.param_terms()
-    field = "batch_size" if activations > weights else f"model.{max(terms, key=terms.__getitem__)}"
-    what = (
-        f"probing this model (weights and gradients {fmt_bytes(weights)}; activations of "
-        f"{batch_size} x {seq_len} tokens {fmt_bytes(activations)})"
+    # update_ratio steps an Adam optimizer: its two moments join weights and gradients.
+    moments = "update_ratio" in probes
+    check_model_fits(
+        cfg,
+        batch_size,
+        seq_len,
+        doing="probing this model",
+        held="weights, gradients" + (" and Adam moments" if moments else ""),
+        per_param=16 if moments else 8,
+        per_number=4,
+        batch_field="batch_size",
     )
-    check_memory(field, weights + activations, what)
 
 
 def random_batch(cfg: ModelConfig, batch_size: int, seq_len: int, seed: int = 0) -> Batch:
