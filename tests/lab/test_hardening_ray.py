@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray  # a dev dependency: this test never skips
 from labkit import TINY_STUDY
 
 from resnorm.cli import main
@@ -22,8 +23,6 @@ from resnorm.lab.executors import (
     RayExecutor,
     make_executor,
 )
-
-ray = pytest.importorskip("ray")
 
 RAY_MESSAGE = (
     "The current node timed out during startup. This could happen because some of the raylet "
@@ -90,3 +89,16 @@ def test_study_run_on_ray_that_cannot_start_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "error: executor: a local Ray failed to start" in err and RAY_START_ENV in err
     assert not (tmp_path / "lab" / "runs").exists()  # no run started
+
+
+def test_the_cli_passes_its_ray_start_timeout_and_refuses_a_nonsense_one(
+    slow_ray: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_STUDY)
+    argv = ["study", "run", str(spec), "--executor", "ray", "--lab", str(tmp_path / "lab")]
+    assert main([*argv, "--ray-start-timeout", "nan", "--no-progress"]) == 2
+    assert "--ray-start-timeout: got nan" in capsys.readouterr().err
+    assert not (tmp_path / "lab").exists()  # refused before anything was written
+    assert main([*argv, "--ray-start-timeout", "7", "--no-progress", "--no-report"]) == 2
+    assert "(start timeout 7 s;" in capsys.readouterr().err  # the timeout it was given

@@ -250,9 +250,9 @@ class RayExecutor(Executor):
                 "executor",
                 f"a local Ray failed to start, giving up after {time.monotonic() - begun:.0f} s "
                 f"(start timeout {self.start_timeout:g} s; Ray: {str(e).strip()}), which "
-                f"happens on a loaded machine; raise the start timeout, "
-                f"e.g. {RAY_START_ENV}=900, or start Ray once yourself (ray start --head) and "
-                "pass its --address, or run with --executor local",
+                f"happens on a loaded machine; raise the start timeout, e.g. "
+                f"--ray-start-timeout 900 or {RAY_START_ENV}=900, or start Ray once yourself "
+                "(ray start --head) and pass its --address, or run with --executor local",
             ) from None
 
     def imap(self, tasks: Iterable[Task], started: Started) -> Iterator[Output]:

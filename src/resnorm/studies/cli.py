@@ -13,6 +13,7 @@ own ``add_arguments``/``run`` are the ``study`` group (``list | run | status``),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -41,8 +42,24 @@ def _execution(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, metavar="N", help="processes (default: one per core)"
     )
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads per worker")
+    parser.add_argument(
+        "--ray-start-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a local Ray may take to start (with --executor ray; default 300)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor the execution flags describe (validated before anything is written)."""
+    from resnorm.lab.executors import make_executor
+
+    timeout = args.ray_start_timeout
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= 86400):
+        raise ConfigError("--ray-start-timeout", f"got {timeout}, expected 0 < seconds <= 86400")
+    return make_executor(args.executor, args.workers, args.threads, args.address, timeout)
 
 
 def _guard(prog: str, fn: Callable[[], int]) -> int:
@@ -178,10 +195,7 @@ class StudyRun:
             results = run_studies(
                 [spec],
                 args.lab,
-                executor=args.executor,
-                workers=args.workers,
-                threads=args.threads,
-                address=args.address,
+                executor=_executor(args),
                 progress=not args.no_progress,
                 report=not args.no_report,
             )
@@ -272,10 +286,7 @@ class Demo:
             results = run_studies(
                 demo_studies(),
                 args.lab,
-                executor=args.executor,
-                workers=args.workers,
-                threads=args.threads,
-                address=args.address,
+                executor=_executor(args),
                 progress=not args.no_progress,
                 report=not args.no_report,
             )
