@@ -362,7 +362,7 @@ def no_norm(scale: str = "quick") -> StudySpec:
                 "paper": {
                     "reports": "a 12-layer ReZero Transformer reaches 1.2 BPB on enwik8 56% "
                     "faster than the vanilla Transformer",
-                    "where": "ReZero Sec. 1 and Table 3",
+                    "where": "ReZero Sec. 1",
                 },
             },
         ),
