@@ -122,3 +122,24 @@ def test_two_panel_keys_make_a_grid_with_one_y_scale(
 
 def test_every_figure_kind_of_the_grammar_has_a_renderer() -> None:
     assert set(RENDERERS) == set(FIGURE_KINDS)
+
+
+def test_a_diverged_loss_is_clipped_so_the_other_curves_stay_readable() -> None:
+    import matplotlib.pyplot as plt
+
+    from resnorm.report.figures import CLIP_OVER_UNIFORM, _clip_divergence
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [5.0, 3.0, 2.0])  # a run that trains
+    ax.plot([0, 1, 2], [5.0, 9e4, 3e5])  # a run whose loss explodes
+    _clip_divergence(ax, [{"scalars": {"uniform_loss": 5.5}}])
+    low, high = ax.get_ylim()
+    assert high == pytest.approx(CLIP_OVER_UNIFORM * 5.5) and low == pytest.approx(1.8)
+    assert any("clipped" in t.get_text() for t in ax.texts)
+    fig2, ax2 = plt.subplots()
+    ax2.plot([0, 1], [5.0, 2.0])  # nothing to clip: the axes are left alone
+    before = ax2.get_ylim()
+    _clip_divergence(ax2, [{"scalars": {"uniform_loss": 5.5}}])
+    assert ax2.get_ylim() == before and not ax2.texts
+    plt.close(fig)
+    plt.close(fig2)

@@ -164,14 +164,50 @@ def curves(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float 
             steps = sorted(by_step)
             if steps:
                 cv.band(panel, steps, [by_step[s] for s in steps], name)
-        line = spec.get("hline")
-        if line:
-            values = [_scalar(r, line) for r in panel.rows if math.isfinite(_scalar(r, line))]
-            if values:
-                panel.ax.axhline(statistics.fmean(values), ls="--", color="gray", lw=1, label=line)
+        _level(panel.ax, spec.get("hline"), panel.rows)
         if spec.get("logy"):
             panel.ax.set_yscale("log")
+        else:
+            _clip_divergence(panel.ax, panel.rows)
     return finish(cv, spec, "step", spec["metric"], dpi)
+
+
+def _level(ax: Any, scalar: str | None, rows: Sequence[Row]) -> None:
+    """The mean of a per-run scalar (e.g. the unigram loss) as a dashed level."""
+    if not scalar:
+        return
+    values = [_scalar(r, scalar) for r in rows if math.isfinite(_scalar(r, scalar))]
+    if values:
+        ax.axhline(statistics.fmean(values), ls="--", color="gray", lw=1, label=scalar)
+
+
+#: A diverging run's loss can reach 1e5 and flatten every other curve: losses are drawn up to
+#: this multiple of the uniform loss ln V (what a model that learned nothing scores), and the
+#: panel says that it clipped.
+CLIP_OVER_UNIFORM = 1.3
+
+
+def _clip_divergence(ax: Any, rows: Sequence[Row], bottom: float | None = None) -> None:
+    uniform = [
+        _scalar(r, "uniform_loss") for r in rows if math.isfinite(_scalar(r, "uniform_loss"))
+    ]
+    if not uniform:
+        return
+    top = CLIP_OVER_UNIFORM * max(uniform)
+    drawn = [y for line in ax.lines for y in line.get_ydata() if math.isfinite(y)]
+    drawn += [p.get_height() for p in ax.patches if math.isfinite(p.get_height())]
+    if drawn and max(drawn) > top:
+        ax.set_ylim(max(0.0, 0.9 * min(drawn)) if bottom is None else bottom, top)
+        ax.text(
+            0.99,
+            0.98,
+            f"clipped at {CLIP_OVER_UNIFORM:g} ln V",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize="x-small",
+            color="gray",
+        )
 
 
 def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
@@ -206,6 +242,9 @@ def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 
                 label=None if by_group or not name or gi else name,
             )
     ax.set_xticks([g + bar * (len(names) - 1) / 2 for g in range(len(groups))], groups)
+    _level(ax, spec.get("hline"), rows)
+    if "loss" in spec["value"]:
+        _clip_divergence(ax, rows, bottom=0.0)  # a bar's height is read from 0
     return finish(cv, spec, short(spec["x"]), spec["value"], dpi)
 
 
