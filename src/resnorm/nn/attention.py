@@ -54,6 +54,8 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, ctx: Context) -> Tensor:
         q, k, v = self.project(x, ctx)  # (B, H, T, Dh), (B, Hkv, S, Dh), (B, Hkv, S, Dh)
+        if ctx.cache is not None and not self.cross:
+            k, v = ctx.cache.update(self, k, v)  # earlier positions' keys/values prepended
         return self.out(self.attend(q, k, v, ctx))
 
     def heads(self, x: Tensor) -> Tensor:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from resnorm.nn.cache import KVCache
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Context:
         memory: the encoder output that cross-attention reads (encoder-decoder decoder only).
         memory_mask: boolean (B, 1, 1, S) mask over ``memory``, or None.
         scratch: state a topology carries across layers within this pass (value residual's V_1).
+        cache: the decoder's self-attention keys/values of earlier positions (generation), or None.
     """
 
     mask: Tensor | None = None
@@ -30,3 +34,4 @@ class Context:
     memory: Tensor | None = None
     memory_mask: Tensor | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
+    cache: KVCache | None = None

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from resnorm.errors import ConfigError
+from resnorm.nn.cache import KVCache
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.context import Context
 from resnorm.nn.init import init_model
@@ -103,27 +104,31 @@ class Embeddings(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """Embeddings of ``ids`` at positions ``offset``.. (``offset`` > 0: cached decoding)."""
         t = ids.shape[1]
-        if t > self.max_seq_len and self.pos is not None:
+        if offset + t > self.max_seq_len and self.pos is not None:
             raise ConfigError(
-                "input_ids", f"sequence length {t} exceeds model.max_seq_len={self.max_seq_len}"
+                "input_ids",
+                f"sequence length {offset + t} exceeds model.max_seq_len={self.max_seq_len}",
             )
         x = self.tok(ids)
         if self.scale is not None:
             x = x * torch.tensor(self.scale, dtype=x.dtype)
         if self.pos is not None:
-            x = x + self.pos(torch.arange(t, device=ids.device))
+            x = x + self.pos(torch.arange(offset, offset + t, device=ids.device))
         return self.drop(x)  # type: ignore[no-any-return]
 
 
 class Transformer(nn.Module):
     """A decoder, encoder or encoder-decoder whose residual topology is ``cfg.topology``.
 
-    ``forward`` returns logits (B, T, vocab); ``hidden`` the last stack's output before the head.
+    ``forward`` returns logits (B, T, vocab); ``hidden`` the last stack's output before the head;
+    ``generate`` continues a decoder's token ids (with a KV cache).
+    ``init=False`` skips the init scheme (the loader fills every tensor from a checkpoint).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, init: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         n_enc = cfg.n_layers if cfg.kind != "decoder" else 0
@@ -143,7 +148,8 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.tok.weight
-        init_model(self)
+        if init:
+            init_model(self)
 
     @property
     def output_stack(self) -> Stack:
@@ -154,22 +160,36 @@ class Transformer(nn.Module):
             if hasattr(self, role):
                 yield getattr(self, role)
 
-    def context(self, ids: Tensor, causal: bool, padding: Tensor | None) -> Context:
-        """Masks and rotary angles for one stack's self-attention over ``ids``."""
+    def context(
+        self, ids: Tensor, causal: bool, padding: Tensor | None, cache: KVCache | None = None
+    ) -> Context:
+        """Masks and rotary angles for one stack's self-attention over ``ids``.
+
+        With a ``cache`` holding ``offset`` earlier positions, ``ids`` sit at positions
+        ``offset``.. and attend to the cached keys too (the masks are (T, offset + T)).
+        """
         t, device = ids.shape[1], ids.device
+        offset = cache.length if cache is not None else 0
+        assert not (offset and padding is not None), "cached decoding takes no padding mask"
         keep = padding.bool()[:, None, None, :] if padding is not None else None  # (B, 1, 1, T)
         mask = keep
-        pos = torch.arange(t, device=device)
+        q_pos = torch.arange(offset, offset + t, device=device)
+        k_pos = torch.arange(offset + t, device=device)
         if causal and keep is not None:
-            mask = keep & (pos[:, None] >= pos[None, :])
-        ctx = Context(mask=_attend_somewhere(mask), causal=causal)
+            mask = keep & (q_pos[:, None] >= k_pos[None, :])
+        elif causal and offset and t > 1:
+            # SDPA's is_causal aligns the mask top-left, wrong when T < S: spell it out.
+            mask = (q_pos[:, None] >= k_pos[None, :])[None, None]
+        # One new query after the cached ones may attend to every key: no mask at all.
+        ctx = Context(mask=_attend_somewhere(mask), causal=causal and not (offset and t == 1))
+        ctx.cache = cache
         if self.cfg.sliding_window is not None:
-            distance = pos[:, None] - pos[None, :]
+            distance = q_pos[:, None] - k_pos[None, :]
             near = (distance >= 0) if causal else torch.ones_like(distance, dtype=torch.bool)
             near = near & (distance.abs() < self.cfg.sliding_window)
             ctx.local_mask = near[None, None] if keep is None else _attend_somewhere(near & keep)
         if self.embed.rotary is not None:
-            ctx.rope = self.embed.rotary(t)
+            ctx.rope = self.embed.rotary(t, offset)
         return ctx
 
     def hidden(
@@ -178,6 +198,8 @@ class Transformer(nn.Module):
         attention_mask: Tensor | None = None,
         decoder_input_ids: Tensor | None = None,
         decoder_attention_mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
     ) -> Tensor:
         """The last stack's output (B, T, d_model) before the head.
 
@@ -187,12 +209,19 @@ class Transformer(nn.Module):
             attention_mask: (B, T) 1 for real tokens, 0 for padding, over ``input_ids``.
             decoder_input_ids: (B, T') decoder tokens of an ``encoder_decoder`` model.
             decoder_attention_mask: (B, T') padding mask over ``decoder_input_ids``.
+            cache: a decoder's KV cache: ``input_ids`` follow the positions it holds, which it
+                then extends by T (see ``generate``).
         """
         kind = self.cfg.kind
+        if cache is not None and kind != "decoder":
+            raise ConfigError("model.kind", f"a KV cache serves decoders, not {kind!r} models")
         if kind == "decoder":
-            return self.decoder(
-                self.embed(input_ids), self.context(input_ids, True, attention_mask)
-            )
+            offset = cache.length if cache is not None else 0
+            ctx = self.context(input_ids, True, attention_mask, cache)
+            h: Tensor = self.decoder(self.embed(input_ids, offset), ctx)
+            if cache is not None:
+                cache.advance(input_ids.shape[1])
+            return h
         memory = self.encoder(self.embed(input_ids), self.context(input_ids, False, attention_mask))
         if kind == "encoder":
             return memory
@@ -210,13 +239,35 @@ class Transformer(nn.Module):
         attention_mask: Tensor | None = None,
         decoder_input_ids: Tensor | None = None,
         decoder_attention_mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
     ) -> Tensor:
         """Logits (B, T, vocab_size) over the last stack's positions."""
-        h = self.hidden(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask)
+        h = self.hidden(
+            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, cache=cache
+        )
         logits = self.output_stack.topology.scale_logits(self.output_stack, self.lm_head(h))
         if self.cfg.logit_softcap is not None:
             logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
         return logits  # type: ignore[no-any-return]
+
+    def generate(
+        self,
+        ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """``ids`` (B, T) followed by ``max_new_tokens`` sampled tokens; see `nn.generate`."""
+        from resnorm.nn.generate import generate
+
+        return generate(
+            self, ids, max_new_tokens, temperature, top_k, top_p, generator, use_cache=use_cache
+        )
 
     def after_step(self) -> None:
         """Run each topology's post-optimizer-step hook (nGPT renormalizes its matrices)."""

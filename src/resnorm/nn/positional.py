@@ -31,11 +31,16 @@ class Rotary(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)  # (T, Dh)
         self.cos, self.sin = angles.cos(), angles.sin()
 
-    def forward(self, seq_len: int) -> tuple[Tensor, Tensor]:
-        """``(cos, sin)`` of shape (T, Dh) for positions 0..seq_len-1."""
-        if seq_len > self.cos.shape[0]:
-            self._build(seq_len)
-        return self.cos[:seq_len], self.sin[:seq_len]
+    def forward(self, seq_len: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+        """``(cos, sin)`` of shape (T, Dh) for positions offset..offset+seq_len-1."""
+        end = offset + seq_len
+        if end > self.cos.shape[0]:
+            self._build(end)
+        return self.cos[offset:end], self.sin[offset:end]
+
+    def rebuild(self, max_seq_len: int) -> None:
+        """Recompute the (non-persistent) tables, e.g. after the model was built on ``meta``."""
+        self._build(max_seq_len)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

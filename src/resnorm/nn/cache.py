@@ -1,0 +1,42 @@
+"""`KVCache`: the keys and values of every self-attention module, for incremental decoding.
+
+Generation feeds one new position per step; each self-attention module appends that position's
+keys and values here and attends over everything cached, so a step costs one position instead
+of a full recompute. The cache stores what a module attends with, i.e. after the topology's own
+changes (RoPE, QK-norm, nGPT's scaled q/k, value residual's mixed values), which is exactly what
+an uncached forward computes for those positions: everything outside attention is per position.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class KVCache:
+    """Keys and values (B, H_kv, S, Dh) per self-attention module, preallocated to ``max_len``.
+
+    ``length`` is the number of positions cached; the model advances it after each forward, so
+    every layer of one forward writes at the same offset.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len, self.length = max_len, 0
+        self.entries: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+
+    def update(self, module: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store ``module``'s new keys/values (B, H_kv, t, Dh); all of its keys/values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        assert end <= self.max_len, f"KV cache holds {self.max_len} positions, asked for {end}"
+        if module not in self.entries:
+            shape = (*k.shape[:2], self.max_len, k.shape[3])
+            self.entries[module] = (k.new_empty(shape), v.new_empty((*shape[:3], v.shape[3])))
+        keys, values = self.entries[module]
+        keys[:, :, start:end], values[:, :, start:end] = k, v
+        return keys[:, :, :end], values[:, :, :end]
+
+    def advance(self, t: int) -> None:
+        """Mark ``t`` more positions as cached (called once per forward, after every layer)."""
+        self.length += t
+
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.entries.values())
