@@ -16,6 +16,7 @@ _EXPORTS = {
     "ModelConfig": "resnorm.nn.config",
     "Transformer": "resnorm.nn.model",
     "build_model": "resnorm.nn.model",
+    "load_model": "resnorm.load",
     "NORMS": "resnorm.nn.norms",
     "TOPOLOGIES": "resnorm.nn.topologies",
     "from_hf": "resnorm.interop",
@@ -35,6 +36,7 @@ __all__ = [
     "build_model",
     "from_hf",
     "load_config",
+    "load_model",
     "load_results",
     "run_study",
     "train",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from resnorm.errors import ConfigError
     from resnorm.interop import from_hf
     from resnorm.lab import run_study
+    from resnorm.load import load_model
     from resnorm.nn.config import ModelConfig
     from resnorm.nn.model import Transformer, build_model
     from resnorm.nn.norms import NORMS
