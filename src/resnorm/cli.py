@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live with the library function they call.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "resnorm.train.cli", "train one run (resumes an interrupted one)"),
+    ("sample", "resnorm.generate", "text sampled from a byte-level decoder run"),
     ("study", "resnorm.studies.cli", "built-in and user studies: list | run NAME | status"),
     ("report", "resnorm.studies.cli:Report", "write the HTML report of a lab folder"),
     ("demo", "resnorm.studies.cli:Demo", "the quick built-in studies and their report"),
