@@ -24,6 +24,7 @@ _EXPORTS = {
     "RunConfig": "resnorm.config",
     "load_config": "resnorm.config",
     "train": "resnorm.train",
+    "evaluate": "resnorm.evaluation",
     "run_study": "resnorm.lab",
 }
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "RunConfig",
     "Transformer",
     "build_model",
+    "evaluate",
     "from_hf",
     "load_config",
     "load_model",
@@ -45,6 +47,7 @@ __all__ = [
 if TYPE_CHECKING:
     from resnorm.config import RunConfig, load_config
     from resnorm.errors import ConfigError
+    from resnorm.evaluation import evaluate
     from resnorm.interop import from_hf
     from resnorm.lab import run_study
     from resnorm.load import load_model

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "resnorm.train.cli", "train one run (resumes an interrupted one)"),
     ("sample", "resnorm.generate", "text sampled from a byte-level decoder run"),
+    ("eval", "resnorm.evaluation", "a run's loss, bits per byte and perplexity on held-out text"),
+    ("runs", "resnorm.runs", "the runs of a lab: list | show RUN"),
+    ("export", "resnorm.interop.cli", "a run as a Hugging Face folder (--hf DIR)"),
     ("study", "resnorm.studies.cli", "built-in and user studies: list | run NAME | status"),
     ("report", "resnorm.studies.cli:Report", "write the HTML report of a lab folder"),
     ("demo", "resnorm.studies.cli:Demo", "the quick built-in studies and their report"),
