@@ -4,6 +4,7 @@ A run config is three frozen, validated sections plus two cosmetic fields::
 
     name = "tiny"                 # a label (default: the TOML file's stem)
     lab = "lab"                   # the lab folder: results store + runs/<run_id>/ checkpoints
+    parent = "3f2a..."            # optional: start from this finished run (`train --from`)
     [model]  ...                  # resnorm.nn.config.ModelConfig
     [data]   ...                  # resnorm.data.DataConfig
     [train]  ...                  # TrainConfig below
@@ -14,7 +15,9 @@ and validates everything. Every problem is one `ConfigError` naming the dotted f
 
 A run's identity (`RunConfig.run_id`) is the hash of the resolved config without its cosmetic
 fields (`COSMETIC_FIELDS`): changing the label, the lab folder or how often checkpoints are
-written does not make it a different run.
+written does not make it a different run. A run continued from another (``parent``, see
+`resnorm.train.lineage`) hashes its parent's id too; without a parent the field is left out of the
+dict entirely, so the ids of runs from before it existed do not change.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 NAN_TARGETS = ("loss", "grad")
-SECTIONS = ("model", "data", "train", "name", "lab")
+SECTIONS = ("model", "data", "train", "name", "lab", "parent")
 
 #: Dotted fields that do not change what a run computes, left out of its identity.
 COSMETIC_FIELDS = ("name", "lab", "train.checkpoint_every")
@@ -192,6 +195,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
     lab: str = "lab"
+    parent: str | None = None
 
     def __post_init__(self) -> None:
         m, d, t = self.model, self.data, self.train
@@ -213,11 +217,16 @@ class RunConfig:
         if self.name is not None:
             check_text("name", self.name, MAX_NAME)
         check_text("lab", self.lab, MAX_PATH, path=True)
+        if self.parent is not None:
+            check_text("parent", self.parent, MAX_NAME)
         check_fits(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, JSON-ready (what a run stores)."""
-        return to_dict(self)  # type: ignore[no-any-return]
+        """The resolved config, JSON-ready (what a run stores); ``parent`` only when set."""
+        out: dict[str, Any] = to_dict(self)
+        if out["parent"] is None:
+            del out["parent"]
+        return out
 
     def identity(self) -> dict[str, Any]:
         """The resolved config without `COSMETIC_FIELDS`: what the run id hashes."""
@@ -256,7 +265,7 @@ class RunConfig:
             if not isinstance(value, Mapping):
                 raise ConfigError(key, f"got {value!r}, expected a table ([{key}])")
             kwargs[key] = from_mapping(section, value, key)
-        for key in ("name", "lab"):
+        for key in ("name", "lab", "parent"):
             if key in data:
                 if not isinstance(data[key], str):
                     raise ConfigError(key, f"got {data[key]!r}, expected a string")

@@ -3,6 +3,7 @@
 Usage::
 
     resnorm train --config tiny.toml -o model.n_layers=24 -o train.lr=3e-4 [--lab DIR]
+    resnorm train --from RUN -o train.steps=500 [--lab DIR]   # a new run from RUN's final state
     torchrun --nproc_per_node 2 -m resnorm train --config tiny.toml     # DDP, gloo on CPU
 
 Running the same command again resumes an interrupted run and reports a finished one.
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="set a config field, e.g. -o model.n_layers=24 -o train.lr=3e-4 (repeatable)",
     )
     parser.add_argument("--lab", metavar="DIR", help="lab folder (default: the config's `lab`)")
+    parser.add_argument(
+        "--from",
+        dest="parent",
+        metavar="RUN",
+        help="start a new run from this finished run's weights and optimizer state (its config, "
+        "or --config's, with the overrides)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -46,10 +54,15 @@ def _is_main() -> bool:
 def run(args: argparse.Namespace) -> int:
     """Run ``resnorm train`` with parsed ``args``; returns the exit status."""
     from resnorm.config import load_config
+    from resnorm.train.lineage import child_config
     from resnorm.train.loop import INTERRUPTED_EXIT, train
 
     try:
-        cfg = load_config(args.config, args.override)
+        if getattr(args, "parent", None):
+            lab = args.lab or (load_config(args.config).lab if args.config else "lab")
+            cfg = child_config(args.parent, lab, args.override, args.config)
+        else:
+            cfg = load_config(args.config, args.override)
         if args.lab:
             cfg = cfg.replace(lab=args.lab)
         result = train(cfg, progress=not args.no_progress)

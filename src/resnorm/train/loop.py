@@ -42,6 +42,7 @@ from resnorm.diagnostics.gradients import total_grad_norm
 from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
 from resnorm.train.distributed import World, all_reduce_sum, broadcast, setup, teardown
+from resnorm.train.lineage import parent_checkpoint, record_parent, start_from
 from resnorm.train.optim import build_optimizer, clip_grads_, lr_at, set_lr
 from resnorm.train.precision import resolve_precision
 from resnorm.train.probing import Probing
@@ -206,6 +207,7 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainRes
     torch.manual_seed(t.seed)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(model, t)
+    parent = parent_checkpoint(cfg) if cfg.parent is not None else None  # checked before writing
     session = open_session(cfg, world, store, model, optimizer)
     if session.finished is not None:
         rec = session.finished
@@ -213,7 +215,11 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainRes
             session.run_id, rec.status, rec.detail, int((rec.summary or {}).get("step", 0)),
             dict(rec.summary or {}), skipped=True, lab=cfg.lab,
         )  # fmt: skip
+    if parent is not None and session.resumed_from is None:
+        start_from(parent, model, optimizer)
     session.begin(environment(cfg, world, precision, data))
+    if parent is not None:
+        record_parent(session, parent)
     try:
         with _StopRequest() as stop, _deterministic(t.deterministic and device.type == "cpu"):
             trainer = _Trainer(cfg, world, data, model, optimizer, session, precision[0])
