@@ -72,24 +72,17 @@ def windows(stream: torch.Tensor, seq_len: int) -> list[tuple[torch.Tensor, torc
     return out
 
 
-def _model(
-    run_id: str, lab: str | Path, cfg: Any, device: torch.device
-) -> tuple[torch.nn.Module, int]:
+def _model(run_id: str, lab: str | Path, device: torch.device) -> tuple[torch.nn.Module, int]:
     """The run's newest weights (a finished run's final ones) in eval mode, and their step."""
-    from resnorm.nn.model import build_model
-    from resnorm.train.checkpoint import checkpoint_dir, load_latest, model_tensors
+    from resnorm.load import load_model
+    from resnorm.train.checkpoint import checkpoint_dir
 
-    ckpt = load_latest(checkpoint_dir(lab, run_id), run_id)
-    if ckpt is None:
-        raise ConfigError("run", f"run {run_id} has no checkpoint in {checkpoint_dir(lab, run_id)}")
-    weights = ckpt.model_state()
-    model = build_model(cfg.model)
-    with torch.no_grad():
-        for name, t in model_tensors(model).items():
-            if name not in weights:
-                raise ConfigError("checkpoint", f"run {run_id}'s checkpoint lacks {name}")
-            t.copy_(weights[name])
-    return model.to(device).eval(), ckpt.step
+    folder = checkpoint_dir(lab, run_id)
+    steps = sorted(folder.glob("step-*.json")) if folder.is_dir() else []  # zero-padded steps
+    if not steps:
+        raise ConfigError("run", f"run {run_id} has no checkpoint in {folder}")
+    model, _ = load_model(folder.parent, lab, device)
+    return model, int(steps[-1].stem.removeprefix("step-"))
 
 
 def _device(device: str) -> torch.device:
@@ -152,7 +145,7 @@ def evaluate(
         raise ConfigError(
             "--data", f"{str(data)!r} holds {len(corpus.data)} bytes: nothing to predict"
         )
-    model, step = _model(record.run_id, lab, cfg, _device(device))
+    model, step = _model(record.run_id, lab, _device(device))
     dev = next(model.parameters()).device
     stream = torch.frombuffer(bytearray(corpus.data), dtype=torch.uint8)
     pieces = windows(stream, cfg.data.seq_len)
