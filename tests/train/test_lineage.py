@@ -10,6 +10,7 @@ import torch
 from trainkit import tiny_config
 
 from resnorm.nn.model import build_model
+from resnorm.runs import show_run
 from resnorm.store import Store
 from resnorm.train import train
 from resnorm.train.checkpoint import checkpoint_dir, load_latest
@@ -43,6 +44,22 @@ def test_the_child_records_its_parent_and_starts_from_its_final_weights(
         last = store.metrics(parent_id, "val_loss")[-1]
     # Validation batches do not depend on the seed: the same weights give the same loss.
     assert (first.step, last.step) == (0, 12) and first.value == last.value
+    shown = show_run(child.run_id, lab)
+    assert f"parent: {parent_id}" in shown and "parent: started from run" in shown
+
+
+def test_a_resumed_child_keeps_its_own_weights(parent: tuple[Path, str]) -> None:
+    """The parent's state goes into a fresh child only: an interrupted child resumes from its
+    own checkpoint (here the final one, so resuming only evaluates it again)."""
+    lab, parent_id = parent
+    cfg = child_config(parent_id, lab, ["train.steps=4", "train.lr=0.05"])
+    child = train(cfg, progress=False)
+    with Store(lab) as store:
+        store.set_status(child.run_id, "interrupted")
+    again = train(cfg, progress=False)
+    assert again.resumed_from == 4 and not again.skipped
+    assert again.metrics["val_loss"] == child.metrics["val_loss"]
+    assert again.metrics["val_loss"] != train(tiny_config(lab), progress=False).metrics["val_loss"]
 
 
 def test_start_from_copies_weights_and_adamw_state_but_not_the_rng(
