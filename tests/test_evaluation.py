@@ -108,3 +108,16 @@ def test_a_run_on_a_synthetic_task_is_refused(tmp_path: Path) -> None:
     train(cfg, progress=False)
     with pytest.raises(ConfigError, match="synthetic 'copy' task, not byte-level"):
         evaluate(cfg.run_id, data=tmp_path / "train.txt", lab=cfg.lab, progress=False)
+
+
+def test_a_folder_is_read_as_training_reads_one(run: tuple[Path, str]) -> None:
+    """Every non-hidden file, sorted, joined by the separator byte: one byte more than the two."""
+    tmp, run_id = run
+    folder = tmp / "held"
+    folder.mkdir()
+    (folder / "b.txt").write_bytes(b"the dog ate")
+    (folder / "a.txt").write_bytes(b"the cat sat")
+    (folder / ".hidden").write_bytes(b"never read")
+    result = evaluate(run_id, data=folder, lab=tmp / "lab", store=False, progress=False)
+    assert result.name == "held" and result.data["files"] == ["a.txt", "b.txt"]
+    assert result.tokens == 11 + 1 + 11 - 1
