@@ -32,6 +32,8 @@ GPT2 = {**SMALL, "attn_bias": True, "mlp_bias": True}
 ROPE = {**SMALL, "positional": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
 CASES: dict[str, dict[str, Any]] = {
     "gpt2_tied_gelu_tanh": {**GPT2, "mlp": "gelu_tanh"},
+    # resnorm's defaults: no biases anywhere (exported as zero biases), exact GELU.
+    "gpt2_default_config_zero_biases": {**SMALL, "norm_bias": False},
     "gpt2_untied_relu_eps_noscale_dff": {
         **GPT2, "mlp": "relu", "norm_eps": 1e-3, "attn_scale": 1.0, "d_ff": 100,
         "tie_embeddings": False,
@@ -57,6 +59,9 @@ CASES: dict[str, dict[str, Any]] = {
     "olmo2_tied_bias_theta300": {
         **ROPE, "topology": "res_post_ln", "qk_norm": "full", "attn_bias": True,
         "rope_theta": 300.0,
+    },
+    "bert_zero_biases": {
+        **SMALL, "kind": "encoder", "topology": "post_ln", "embed_norm": True, "mlp": "relu",
     },
     "bert_gelu_eps": {
         **GPT2, "kind": "encoder", "topology": "post_ln", "embed_norm": True, "norm_eps": 1e-12,
@@ -128,13 +133,17 @@ REFUSED = {
     # (config changes, the field named)
     "deepnorm_topology": ({**GPT2, "topology": "deepnorm"}, "model.topology"),
     "gpt2_layout_with_rmsnorm": ({**GPT2, "norm": "rmsnorm"}, "model.norm"),
-    "gpt2_layout_without_biases": ({**SMALL}, "model.attn_bias"),
+    "gpt2_layout_with_gqa": ({**GPT2, "n_kv_heads": 2}, "model.n_kv_heads"),
     "gpt2_layout_with_qk_norm": ({**GPT2, "qk_norm": "head"}, "model.qk_norm"),
     "llama_layout_with_layernorm": ({**ROPE, "norm": "layernorm"}, "model.norm"),
     "llama_layout_with_softcap": ({**ROPE, "logit_softcap": 30.0}, "model.logit_softcap"),
     "llama_layout_plain_mlp": ({**ROPE, "mlp": "gelu"}, "model.mlp"),
     "no_positions": ({**ROPE, "positional": "none"}, "model.positional"),
     "gemma2_without_embed_scale": ({**ROPE, "topology": "sandwich_ln"}, "model.embed_scale"),
+    "gemma2_with_mlp_bias": (
+        {**ROPE, "topology": "sandwich_ln", "embed_scale": True, "mlp_bias": True},
+        "model.mlp_bias",
+    ),
     "olmo2_without_qk_norm": ({**ROPE, "topology": "res_post_ln"}, "model.qk_norm"),
     "bert_without_embed_norm": (
         {**GPT2, "kind": "encoder", "topology": "post_ln"}, "model.embed_norm"

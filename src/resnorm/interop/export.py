@@ -138,9 +138,12 @@ def hf_readme(family: Family, cfg: ModelConfig, folder: Path) -> str:
         f"    from transformers import {family.auto_class}",
         f"    model = {family.auto_class}.from_pretrained({str(folder)!r})",
         "",
-        "or back into resnorm: resnorm.interop.from_hf(folder).",
+        f"or back into resnorm: resnorm.interop.from_hf({str(folder)!r}).",
         "No tokenizer is included: the token ids are those of the resnorm run.",
     ]
+    no_bias = [f for f in ("attn_bias", "mlp_bias", "norm_bias") if not getattr(cfg, f)]
+    if family.name in ("gpt2", "bert") and no_bias:
+        lines += ["", f"The model has no biases ({', '.join(no_bias)} false): they are zeros here."]
     if family.name == "bert":
         lines += [
             "",

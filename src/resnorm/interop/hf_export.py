@@ -3,8 +3,9 @@ computes, and the checks that it computes the same thing (the mapping itself: ``
 
 Five families, each the exact inverse of its loader (``hf_gpt2``, ``hf_bert``, ``hf_llama``):
 
-* ``pre_ln`` decoder, learned positions -> GPT-2 (``GPT2LMHeadModel``): LayerNorm, biases, a plain
-  GELU/tanh-GELU/ReLU MLP, fused ``c_attn`` stored as ``Conv1D`` (in, out).
+* ``pre_ln`` decoder, learned positions -> GPT-2 (``GPT2LMHeadModel``): LayerNorm, a plain
+  GELU/tanh-GELU/ReLU MLP, fused ``c_attn`` stored as ``Conv1D`` (in, out); biases resnorm
+  lacks are written as zeros (the same function), as for BERT.
 * ``pre_ln`` decoder, RoPE -> Llama (``LlamaForCausalLM``): RMSNorm, gated MLP, GQA.
 * ``sandwich_ln`` decoder -> Gemma-2 (``Gemma2ForCausalLM``): its norms scale by ``1 + w``, so
   the stored weight is the resnorm gain minus 1; embeddings times ``sqrt(d_model)``.
@@ -102,12 +103,10 @@ def check_absent(cfg: ModelConfig, family: str, *fields: str) -> None:
 
 
 def check_gpt2_like(cfg: ModelConfig, family: str) -> None:
-    """GPT-2 and BERT: LayerNorm with bias, biases everywhere, a plain MLP, multi-head attention."""
+    """GPT-2 and BERT: LayerNorm, a plain MLP, multi-head attention. Their biases are written as
+    zeros where resnorm has none (``attn_bias``, ``mlp_bias``, ``norm_bias`` false)."""
     need(cfg, "norm", cfg.norm == "layernorm", family, "'layernorm'")
-    need(cfg, "norm_bias", cfg.norm_bias, family, "LayerNorm with a bias")
     need(cfg, "mlp", cfg.mlp in PLAIN_ACT, family, f"a plain MLP, one of {sorted(PLAIN_ACT)}")
-    need(cfg, "attn_bias", cfg.attn_bias, family, "attention biases")
-    need(cfg, "mlp_bias", cfg.mlp_bias, family, "MLP biases")
     need(cfg, "n_kv_heads", cfg.n_kv_heads_ == cfg.n_heads, family, "n_kv_heads = n_heads")
     need(
         cfg,

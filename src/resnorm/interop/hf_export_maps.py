@@ -24,10 +24,17 @@ class Taken:
 
     def __init__(self, state: dict[str, Tensor]) -> None:
         self.left = dict(state)
+        self.dtype = next(iter(state.values())).dtype
 
     def __call__(self, name: str) -> Tensor:
         assert name in self.left, f"export bug: no resnorm tensor {name!r}"
         return self.left.pop(name).detach()
+
+    def bias(self, module: str, size: int) -> Tensor:
+        """``module.bias``, or zeros where resnorm has none: a zero bias computes what no bias
+        does, so a bias-free resnorm model is exactly a GPT-2 or BERT with zero biases."""
+        name = f"{module}.bias"
+        return self(name) if name in self.left else torch.zeros(size, dtype=self.dtype)
 
     def finish(self, tied: bool) -> None:
         if tied:
@@ -76,19 +83,19 @@ def gpt2_weights(t: Taken, cfg: ModelConfig) -> dict[str, Tensor]:
         # Conv1D stores (in, out): the transpose of nn.Linear; q, k, v fused along the outputs.
         qkv = [f"{src}.attn.{n}_proj" for n in "qkv"]
         out[f"{dst}.attn.c_attn.weight"] = torch.cat([t(f"{n}.weight") for n in qkv]).t()
-        out[f"{dst}.attn.c_attn.bias"] = torch.cat([t(f"{n}.bias") for n in qkv])
+        out[f"{dst}.attn.c_attn.bias"] = torch.cat([t.bias(n, cfg.d_model) for n in qkv])
         for hf_name, name in (
             ("attn.c_proj", "attn.o_proj"),
             ("mlp.c_fc", "mlp.up"),
             ("mlp.c_proj", "mlp.down"),
         ):
-            out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight").t()
-            out[f"{dst}.{hf_name}.bias"] = t(f"{src}.{name}.bias")
+            weight = out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight").t()
+            out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", weight.shape[1])
         for hf_name, name in (("ln_1", "norm_attn"), ("ln_2", "norm_mlp")):
-            for p in ("weight", "bias"):
-                out[f"{dst}.{hf_name}.{p}"] = t(f"{src}.{name}.{p}")
-    for p in ("weight", "bias"):
-        out[f"transformer.ln_f.{p}"] = t(f"decoder.final_norm.{p}")
+            out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight")
+            out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", cfg.d_model)
+    out["transformer.ln_f.weight"] = t("decoder.final_norm.weight")
+    out["transformer.ln_f.bias"] = t.bias("decoder.final_norm", cfg.d_model)
     return out
 
 
@@ -136,8 +143,8 @@ def bert_weights(t: Taken, cfg: ModelConfig) -> dict[str, Tensor]:
             (f"{dst}.output.LayerNorm", f"{src}.norm_mlp"),
         ]
     for hf_name, name in names:
-        for p in ("weight", "bias"):
-            out[f"{hf_name}.{p}"] = t(f"{name}.{p}")
+        weight = out[f"{hf_name}.weight"] = t(f"{name}.weight")
+        out[f"{hf_name}.bias"] = t.bias(name, weight.shape[0])
     return out
 
 
