@@ -9,6 +9,7 @@ compares fp32 outputs at the import parity tests' tolerance, under HF's eager an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ CASES: dict[str, dict[str, Any]] = {
     "gemma2_every_third_local_untied_nocaps": {
         **ROPE, "topology": "sandwich_ln", "n_kv_heads": 2, "embed_scale": True,
         "sliding_window": 4, "sliding_window_pattern": 3, "tie_embeddings": False,
+    },
+    "gemma2_global_only_swiglu_bias": {
+        **ROPE, "topology": "sandwich_ln", "embed_scale": True, "attn_bias": True,
     },
     "olmo2_gqa_untied": {
         **ROPE, "topology": "res_post_ln", "qk_norm": "full", "n_kv_heads": 2,
@@ -127,6 +131,19 @@ def test_tied_head_is_written_once_and_tied_again_on_load(tmp_path: Path) -> Non
     assert "lm_head.weight" not in load_file(result.folder / "model.safetensors")
     loaded = hf.AutoModelForCausalLM.from_pretrained(result.folder, local_files_only=True)
     assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+
+
+def test_bfloat16_model_exports_bfloat16_tensors(tmp_path: Path) -> None:
+    cfg = ModelConfig(**CASES["gemma2_window4_softcaps_tied"])
+    model = noisy(cfg).to(torch.bfloat16)
+    result = to_hf(model, cfg, tmp_path)
+    assert json.loads((result.folder / "config.json").read_text())["dtype"] == "bfloat16"
+    tensors = load_file(result.folder / "model.safetensors")
+    assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
+    # Gemma-2 stores gain - 1, formed in fp32 before the cast back.
+    gain = model.decoder.final_norm.weight
+    expected = (gain.float() - 1).to(torch.bfloat16)
+    torch.testing.assert_close(tensors["model.norm.weight"], expected, atol=0, rtol=0)
 
 
 REFUSED = {

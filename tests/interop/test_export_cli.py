@@ -72,7 +72,7 @@ def test_export_of_a_pre_ln_run_loads_in_transformers_with_its_logits(
     capsys.readouterr()
     code = main(["export", str(lab / "runs" / run_id), "--hf", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "not an empty folder" in err
+    assert code == 2 and err.count("\n") == 1 and "--hf: " in err and "not an empty" in err
 
 
 def test_export_of_a_deepnorm_run_writes_a_resnorm_folder_and_says_why(

@@ -4,6 +4,7 @@ Hugging Face architecture computes it, a resnorm folder and the reason). See `ex
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnorm.interop.export import to_hf
+    from resnorm.interop.export import check_out_dir, to_hf
     from resnorm.load import load_model
 
+    check_out_dir(Path(args.hf), "--hf")  # before the weights are read
     model, cfg = load_model(args.run, args.lab)
     print(to_hf(model, cfg, args.hf).summary())
     return 0

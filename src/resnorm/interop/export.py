@@ -101,12 +101,17 @@ def to_hf(
     return Export(folder, family.architecture, family.auto_class, None)
 
 
-def prepare(folder: Path) -> None:
-    """Create ``folder``; refuse one holding files (an old export's would be mixed in)."""
+def check_out_dir(folder: Path, field: str = "out_dir") -> None:
+    """Refuse a ``folder`` that holds files (an old export's would be mixed in)."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(
-            "out_dir", f"{str(folder)!r} exists and is not an empty folder; choose a new one"
+            field, f"{str(folder)!r} exists and is not an empty folder; choose a new one"
         )
+
+
+def prepare(folder: Path) -> None:
+    """Create ``folder``, new or empty."""
+    check_out_dir(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
