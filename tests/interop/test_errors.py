@@ -100,7 +100,7 @@ def test_unsupported_model_type_lists_the_supported_ones(tmp_path: Path) -> None
     for model_type, architectures in SUPPORTED.items():
         assert model_type in str(error)
         assert all(arch in str(error) for arch in architectures)
-    assert set(SUPPORTED) == {"gpt2", "bert", "llama", "gemma2", "olmo2"}
+    assert set(SUPPORTED) == {"gpt2", "openai-gpt", "bert", "llama", "gemma2", "olmo2"}
 
 
 def test_unsupported_architecture_of_a_supported_type_is_a_config_error(tmp_path: Path) -> None:

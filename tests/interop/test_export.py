@@ -27,6 +27,7 @@ from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import Transformer, build_model
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}  # as tests/interop/test_parity.py
+BOTH = ("eager", "sdpa")
 VOCAB, SEQ = 61, 11
 SMALL = {"vocab_size": VOCAB, "d_model": 48, "n_layers": 3, "n_heads": 4, "max_seq_len": 32}
 GPT2 = {**SMALL, "attn_bias": True, "mlp_bias": True}
@@ -38,6 +39,10 @@ CASES: dict[str, dict[str, Any]] = {
     "gpt2_untied_relu_eps_noscale_dff": {
         **GPT2, "mlp": "relu", "norm_eps": 1e-3, "attn_scale": 1.0, "d_ff": 100,
         "tie_embeddings": False,
+    },
+    "gpt1_tied_gelu_tanh": {**GPT2, "topology": "post_ln", "mlp": "gelu_tanh"},
+    "gpt1_untied_relu_zero_biases_eps": {
+        **SMALL, "topology": "post_ln", "mlp": "relu", "norm_eps": 1e-3, "tie_embeddings": False,
     },
     "llama_gqa_tied_theta500": {**ROPE, "n_kv_heads": 2, "rope_theta": 500.0},
     "llama_untied_biases_headdim16_geglu": {
@@ -100,13 +105,14 @@ def resnorm_out(model: Transformer, ids: Tensor, mask: Tensor) -> Tensor:
 @pytest.mark.parametrize("case", CASES)
 def test_export_loads_in_transformers_with_the_same_outputs(tmp_path: Path, case: str) -> None:
     cfg = ModelConfig(**CASES[case])
-    model = noisy(cfg)
+    model, bert = noisy(cfg), cfg.kind == "encoder"
     result = to_hf(model, cfg, tmp_path / "hf")
     assert result.is_hf and result.reason is None
     ids, mask = inputs(pad=3)
     expected = resnorm_out(model, ids, mask)
     auto = getattr(hf, str(result.auto_class))
-    impls = ("eager",) if cfg.topology == "sandwich_ln" else ("eager", "sdpa")
+    # transformers has no SDPA path for Gemma-2 (soft-capping) or GPT-1.
+    impls = ("eager",) if cfg.topology in ("sandwich_ln", "post_ln") and not bert else BOTH
     for impl in impls:
         loaded, info = auto.from_pretrained(
             result.folder, attn_implementation=impl, local_files_only=True, output_loading_info=True
@@ -155,6 +161,8 @@ REFUSED = {
     "llama_layout_with_layernorm": ({**ROPE, "norm": "layernorm"}, "model.norm"),
     "llama_layout_with_softcap": ({**ROPE, "logit_softcap": 30.0}, "model.logit_softcap"),
     "llama_layout_plain_mlp": ({**ROPE, "mlp": "gelu"}, "model.mlp"),
+    "gpt1_exact_gelu": ({**GPT2, "topology": "post_ln"}, "model.mlp"),
+    "gpt1_d_ff": ({**GPT2, "topology": "post_ln", "mlp": "relu", "d_ff": 100}, "model.d_ff"),
     "no_positions": ({**ROPE, "positional": "none"}, "model.positional"),
     "gemma2_without_embed_scale": ({**ROPE, "topology": "sandwich_ln"}, "model.embed_scale"),
     "gemma2_with_mlp_bias": (

@@ -3,7 +3,7 @@
 Each case builds a tiny random-weight `transformers` model, adds noise to every parameter (HF
 initializes norms to 1/0, or Gemma's to 0, which would hide a mapping error), saves it with
 ``save_pretrained`` (safetensors) and compares outputs in fp32, for both resnorm attention paths
-against HF's eager and SDPA attention (Gemma-2: eager only, HF has no SDPA for soft-capping).
+against HF's eager and SDPA attention (Gemma-2 and GPT-1: eager only, HF has no SDPA path).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def tiny(cls: type, seed: int, **config: Any) -> Any:
     torch.manual_seed(seed)
     config_cls = {
         "GPT2": hf.GPT2Config,
+        "OpenAIGPT": hf.OpenAIGPTConfig,
         "Bert": hf.BertConfig,
         "Llama": hf.LlamaConfig,
         "Gemma2": hf.Gemma2Config,
@@ -121,6 +122,28 @@ def test_gpt2_loads_in_float64_and_matches_transformers_to_1e_12(tmp_path: Path)
     assert all(p.dtype == torch.float64 for p in loaded.parameters()) and not loaded.training
     expected = hf_outputs(model.double(), "eager", ids, None)
     torch.testing.assert_close(loaded(ids), expected, atol=1e-12, rtol=1e-12)
+
+
+# --- GPT-1 (OpenAI GPT) ---------------------------------------------------------------------
+GPT1_CASES = {
+    "tied_48_gelu": {"n_embd": 48, "n_layer": 3, "n_head": 4, "n_positions": 16},
+    "untied_72_relu_eps": {
+        "n_embd": 72,
+        "n_layer": 3,
+        "n_head": 6,
+        "n_positions": 16,
+        "afn": "relu",
+        "layer_norm_epsilon": 1e-3,
+        "tie_word_embeddings": False,
+    },
+}
+
+
+@pytest.mark.parametrize("case", GPT1_CASES)
+def test_gpt1_logits_match_transformers(tmp_path: Path, case: str) -> None:
+    """GPT-1 is a post_ln decoder; transformers has only an eager attention path for it."""
+    model = tiny(hf.OpenAIGPTLMHeadModel, 0, **GPT1_CASES[case])
+    check_parity(tmp_path, model, hf_impls=("eager",), pad=3)
 
 
 # --- BERT ------------------------------------------------------------------------------------

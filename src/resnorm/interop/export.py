@@ -3,9 +3,9 @@ otherwise resnorm's own folder.
 
 ``to_hf(model, cfg, out_dir)`` writes, without needing ``transformers``:
 
-* for a model `hf_export.family_for` maps (GPT-2, Llama, BERT, Gemma-2, OLMo-2): ``config.json``
-  and ``model.safetensors`` under the ``transformers`` names, loadable by its Auto class with no
-  code of ours (and back into resnorm by ``from_hf``);
+* for a model `hf_export.family_for` maps (GPT-2, GPT-1, Llama, BERT, Gemma-2, OLMo-2):
+  ``config.json`` and ``model.safetensors`` under the ``transformers`` names, loadable by its Auto
+  class with no code of ours (and back into resnorm by ``from_hf``);
 * otherwise: ``model.safetensors`` (resnorm's state-dict names, a tied head written once) and
   ``resnorm.json`` (the `ModelConfig`), which ``resnorm.load_model`` reads.
 
@@ -147,7 +147,7 @@ def hf_readme(family: Family, cfg: ModelConfig, folder: Path) -> str:
         "No tokenizer is included: the token ids are those of the resnorm run.",
     ]
     no_bias = [f for f in ("attn_bias", "mlp_bias", "norm_bias") if not getattr(cfg, f)]
-    if family.name in ("gpt2", "bert") and no_bias:
+    if family.name in ("gpt2", "openai-gpt", "bert") and no_bias:
         lines += ["", f"The model has no biases ({', '.join(no_bias)} false): they are zeros here."]
     if family.name == "bert":
         lines += [

@@ -4,7 +4,7 @@
 `ModelConfig` that describes the same network, maps the ``*.safetensors`` tensors (one file or
 shards listed in ``model.safetensors.index.json``; never pickle) onto resnorm's parameter names
 and loads them with ``strict=True``. Supported ``model_type``s and classes: see `SUPPORTED`; the
-mapping of each lives in ``hf_gpt2``, ``hf_bert`` and ``hf_llama``.
+mapping of each lives in ``hf_gpt2``, ``hf_openai``, ``hf_bert`` and ``hf_llama``.
 
 Nothing is loaded approximately: a config field resnorm cannot represent (scaled RoPE, another
 activation, an irregular sliding-window layout, ...) or a tensor it has no place for raises a
@@ -22,7 +22,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from resnorm.errors import ConfigError
-from resnorm.interop import hf_bert, hf_gpt2, hf_llama  # noqa: F401 (register the converters)
+from resnorm.interop import hf_bert, hf_gpt2, hf_llama, hf_openai  # noqa: F401 (register them)
 from resnorm.interop.hf_common import CONVERTERS, Converter, HFConfig, Tensors
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import Transformer

@@ -1,7 +1,8 @@
 """The inverse of ``from_hf``: which Hugging Face architecture computes what a resnorm model
 computes, and the checks that it computes the same thing (the mapping itself: ``hf_export_maps``).
 
-Five families, each the exact inverse of its loader (``hf_gpt2``, ``hf_bert``, ``hf_llama``):
+Six families, each the exact inverse of its loader (``hf_gpt2``, ``hf_openai``, ``hf_bert``,
+``hf_llama``):
 
 * ``pre_ln`` decoder, learned positions -> GPT-2 (``GPT2LMHeadModel``): LayerNorm, a plain
   GELU/tanh-GELU/ReLU MLP, fused ``c_attn`` stored as ``Conv1D`` (in, out); biases resnorm
@@ -10,6 +11,8 @@ Five families, each the exact inverse of its loader (``hf_gpt2``, ``hf_bert``, `
 * ``sandwich_ln`` decoder -> Gemma-2 (``Gemma2ForCausalLM``): its norms scale by ``1 + w``, so
   the stored weight is the resnorm gain minus 1; embeddings times ``sqrt(d_model)``.
 * ``res_post_ln`` decoder with ``qk_norm="full"`` -> OLMo-2 (``Olmo2ForCausalLM``).
+* ``post_ln`` decoder -> GPT-1 (``OpenAIGPTLMHeadModel``): GPT-2's layers with the norm after
+  the add and no final norm; MLP width ``4 * d_model``.
 * ``post_ln`` encoder with an embedding norm -> BERT (``BertModel``, no head: BERT's MLM head is
   ``decoder(LayerNorm(gelu(dense(h)))) + bias``, which a resnorm head is not).
 
@@ -30,6 +33,7 @@ from torch import Tensor
 from resnorm.errors import ConfigError
 from resnorm.interop.hf_export_maps import (
     GATED_ACT,
+    OPENAI_ACT,
     PLAIN_ACT,
     Taken,
     bert_config,
@@ -43,6 +47,8 @@ from resnorm.interop.hf_export_maps import (
     llama_weights,
     olmo2_config,
     olmo2_weights,
+    openai_config,
+    openai_weights,
     query_pre_attn_scalar,
     scale_of,
 )
@@ -138,6 +144,14 @@ def gpt2_check(cfg: ModelConfig) -> None:
     )
 
 
+def openai_check(cfg: ModelConfig) -> None:
+    check_common(cfg, "GPT-1", rope=False, embed_norm=False)
+    check_gpt2_like(cfg, "GPT-1")
+    need(cfg, "mlp", cfg.mlp in OPENAI_ACT, "GPT-1", f"one of {sorted(OPENAI_ACT)}")
+    need(cfg, "d_ff", cfg.d_ff_ == 4 * cfg.d_model, "GPT-1", "d_ff = 4 * d_model")
+    need(cfg, "attn_scale", default_scale(cfg), "GPT-1", "head_dim ** -0.5")
+
+
 # --- BERT --------------------------------------------------------------------------------------
 def bert_check(cfg: ModelConfig) -> None:
     check_common(cfg, "BERT", rope=False, embed_norm=True)
@@ -192,15 +206,19 @@ GPT2 = Family("gpt2", "GPT2LMHeadModel", CAUSAL, gpt2_config, gpt2_weights, gpt2
 LLAMA = Family("llama", "LlamaForCausalLM", CAUSAL, llama_config, llama_weights, llama_check)
 GEMMA2 = Family("gemma2", "Gemma2ForCausalLM", CAUSAL, gemma2_config, gemma2_weights, gemma2_check)
 OLMO2 = Family("olmo2", "Olmo2ForCausalLM", CAUSAL, olmo2_config, olmo2_weights, olmo2_check)
+GPT1 = Family(
+    "openai-gpt", "OpenAIGPTLMHeadModel", CAUSAL, openai_config, openai_weights, openai_check
+)
 BERT = Family("bert", "BertModel", "AutoModel", bert_config, bert_weights, bert_check)
 # (kind, topology) -> family; a pre_ln decoder picks GPT-2 or Llama by its positions.
 FAMILIES = {
     ("encoder", "post_ln"): BERT,
+    ("decoder", "post_ln"): GPT1,
     ("decoder", "sandwich_ln"): GEMMA2,
     ("decoder", "res_post_ln"): OLMO2,
 }
-EXPORTABLE = "pre_ln decoder (GPT-2, Llama), post_ln encoder (BERT), sandwich_ln decoder "
-EXPORTABLE += "(Gemma-2), res_post_ln decoder (OLMo-2)"
+EXPORTABLE = "pre_ln decoder (GPT-2, Llama), post_ln decoder (GPT-1), post_ln encoder (BERT), "
+EXPORTABLE += "sandwich_ln decoder (Gemma-2), res_post_ln decoder (OLMo-2)"
 
 
 def family_for(cfg: ModelConfig) -> Family:

@@ -16,6 +16,8 @@ from resnorm.nn.config import ModelConfig
 # resnorm `mlp` -> the Hugging Face activation name that computes it (inverse of hf_common's).
 PLAIN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 GATED_ACT = {"swiglu": "silu", "geglu": "gelu_pytorch_tanh"}
+# GPT-1's own activation table: its "gelu" is the tanh approximation.
+OPENAI_ACT = {"gelu_tanh": "gelu", "relu": "relu"}
 NO_TOKENS = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
 
 
@@ -79,23 +81,53 @@ def gpt2_weights(t: Taken, cfg: ModelConfig) -> dict[str, Tensor]:
         "transformer.wpe.weight": t("embed.pos.weight"),
     }
     for i in range(cfg.n_layers):
-        src, dst = f"decoder.layers.{i}", f"transformer.h.{i}"
-        # Conv1D stores (in, out): the transpose of nn.Linear; q, k, v fused along the outputs.
-        qkv = [f"{src}.attn.{n}_proj" for n in "qkv"]
-        out[f"{dst}.attn.c_attn.weight"] = torch.cat([t(f"{n}.weight") for n in qkv]).t()
-        out[f"{dst}.attn.c_attn.bias"] = torch.cat([t.bias(n, cfg.d_model) for n in qkv])
-        for hf_name, name in (
-            ("attn.c_proj", "attn.o_proj"),
-            ("mlp.c_fc", "mlp.up"),
-            ("mlp.c_proj", "mlp.down"),
-        ):
-            weight = out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight").t()
-            out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", weight.shape[1])
-        for hf_name, name in (("ln_1", "norm_attn"), ("ln_2", "norm_mlp")):
-            out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight")
-            out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", cfg.d_model)
+        conv1d_layer(t, cfg, out, f"decoder.layers.{i}", f"transformer.h.{i}")
     out["transformer.ln_f.weight"] = t("decoder.final_norm.weight")
     out["transformer.ln_f.bias"] = t.bias("decoder.final_norm", cfg.d_model)
+    return out
+
+
+def conv1d_layer(t: Taken, cfg: ModelConfig, out: dict[str, Tensor], src: str, dst: str) -> None:
+    """One GPT-2/GPT-1 block: ``Conv1D`` weights stored (in, out), the transpose of
+    ``nn.Linear``'s, with q, k, v fused along the outputs in ``c_attn``."""
+    qkv = [f"{src}.attn.{n}_proj" for n in "qkv"]
+    out[f"{dst}.attn.c_attn.weight"] = torch.cat([t(f"{n}.weight") for n in qkv]).t()
+    out[f"{dst}.attn.c_attn.bias"] = torch.cat([t.bias(n, cfg.d_model) for n in qkv])
+    for hf_name, name in (
+        ("attn.c_proj", "attn.o_proj"),
+        ("mlp.c_fc", "mlp.up"),
+        ("mlp.c_proj", "mlp.down"),
+    ):
+        weight = out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight").t()
+        out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", weight.shape[1])
+    for hf_name, name in (("ln_1", "norm_attn"), ("ln_2", "norm_mlp")):
+        out[f"{dst}.{hf_name}.weight"] = t(f"{src}.{name}.weight")
+        out[f"{dst}.{hf_name}.bias"] = t.bias(f"{src}.{name}", cfg.d_model)
+
+
+def openai_config(cfg: ModelConfig) -> dict[str, Any]:
+    return {
+        "vocab_size": cfg.vocab_size,
+        "n_embd": cfg.d_model,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "n_positions": cfg.max_seq_len,
+        "afn": OPENAI_ACT[cfg.mlp],
+        "layer_norm_epsilon": cfg.norm_eps,
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        **NO_TOKENS,
+    }
+
+
+def openai_weights(t: Taken, cfg: ModelConfig) -> dict[str, Tensor]:
+    out = {
+        "transformer.tokens_embed.weight": t("embed.tok.weight"),
+        "transformer.positions_embed.weight": t("embed.pos.weight"),
+    }
+    for i in range(cfg.n_layers):
+        conv1d_layer(t, cfg, out, f"decoder.layers.{i}", f"transformer.h.{i}")
     return out
 
 
