@@ -26,7 +26,8 @@ class Taken:
 
     def __init__(self, state: dict[str, Tensor]) -> None:
         self.left = dict(state)
-        self.dtype = next(iter(state.values())).dtype
+        first = next(iter(state.values()))
+        self.dtype, self.device = first.dtype, first.device
 
     def __call__(self, name: str) -> Tensor:
         assert name in self.left, f"export bug: no resnorm tensor {name!r}"
@@ -36,7 +37,10 @@ class Taken:
         """``module.bias``, or zeros where resnorm has none: a zero bias computes what no bias
         does, so a bias-free resnorm model is exactly a GPT-2 or BERT with zero biases."""
         name = f"{module}.bias"
-        return self(name) if name in self.left else torch.zeros(size, dtype=self.dtype)
+        return self(name) if name in self.left else self.zeros(size)
+
+    def zeros(self, *size: int) -> Tensor:
+        return torch.zeros(*size, dtype=self.dtype, device=self.device)
 
     def finish(self, tied: bool) -> None:
         if tied:
@@ -155,11 +159,11 @@ def bert_weights(t: Taken, cfg: ModelConfig) -> dict[str, Tensor]:
         "embeddings.word_embeddings.weight": tok,
         "embeddings.position_embeddings.weight": t("embed.pos.weight"),
         # Zero segment embeddings: any token_type_ids give resnorm's output.
-        "embeddings.token_type_embeddings.weight": torch.zeros(2, d, dtype=tok.dtype),
+        "embeddings.token_type_embeddings.weight": t.zeros(2, d),
         # resnorm has no pooler; an identity one (pooler_output = tanh(h[:, 0])) leaves nothing
         # for transformers to initialize at random.
-        "pooler.dense.weight": torch.eye(d, dtype=tok.dtype),
-        "pooler.dense.bias": torch.zeros(d, dtype=tok.dtype),
+        "pooler.dense.weight": torch.eye(d, dtype=tok.dtype, device=tok.device),
+        "pooler.dense.bias": t.zeros(d),
     }
     names = [("embeddings.LayerNorm", "encoder.embed_norm")]
     for i in range(cfg.n_layers):
