@@ -46,10 +46,12 @@ SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 NAN_TARGETS = ("loss", "grad")
+#: Live-curve sinks ``train.log`` may name (`resnorm.train.sinks`); the store is always written.
+LOG_SINKS = ("tensorboard",)
 SECTIONS = ("model", "data", "train", "name", "lab", "parent")
 
 #: Dotted fields that do not change what a run computes, left out of its identity.
-COSMETIC_FIELDS = ("name", "lab", "train.checkpoint_every")
+COSMETIC_FIELDS = ("name", "lab", "train.checkpoint_every", "train.log")
 #: Seeds (``train.seed``, ``data.seed``) are in [0, MAX_SEED]: torch's generators take them, and
 #: the store and JSON readers hold them, without overflow.
 MAX_SEED = 2**63 - 1
@@ -102,6 +104,9 @@ class TrainConfig:
         inject_nan_at_step: test hook: make the loss (or one gradient, ``inject_nan_into``)
             non-finite at this step, to exercise the divergence guard.
         inject_nan_into: ``loss`` or ``grad``.
+        log: extra live-curve sinks (`LOG_SINKS`, e.g. ``["tensorboard"]``) written beside the
+            run; the store stays the source of truth. Cosmetic, and left out of the stored
+            config when empty, so ids and stored configs of earlier runs do not change.
     """
 
     steps: int = 1000
@@ -130,6 +135,7 @@ class TrainConfig:
     deterministic: bool = True
     inject_nan_at_step: int | None = None
     inject_nan_into: str = "loss"
+    log: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("steps", "grad_accum", "log_every", "eval_batches", "checkpoint_every"):
@@ -159,6 +165,14 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"train.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        if isinstance(self.log, str) or not isinstance(self.log, (list, tuple)):
+            raise ConfigError(
+                "train.log", f'got {self.log!r}, expected a list such as ["tensorboard"]'
+            )
+        object.__setattr__(self, "log", tuple(self.log))
+        for i, sink in enumerate(self.log):
+            if sink not in LOG_SINKS:
+                raise choice_error(f"train.log[{i}]", sink, LOG_SINKS)
         if self.probes is not None:
             from resnorm.diagnostics import PROBES
 
@@ -222,10 +236,12 @@ class RunConfig:
         check_fits(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, JSON-ready (what a run stores); ``parent`` only when set."""
+        """The resolved config, JSON-ready (what a run stores); ``parent``, ``train.log`` if set."""
         out: dict[str, Any] = to_dict(self)
         if out["parent"] is None:
             del out["parent"]
+        if not out["train"]["log"]:
+            del out["train"]["log"]
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -236,7 +252,7 @@ class RunConfig:
             node = out
             for p in parents:
                 node = node[p]
-            node.pop(last)
+            node.pop(last, None)  # train.log is absent when empty
         return out
 
     @property

@@ -1,7 +1,9 @@
 """Training: the loop, AdamW groups and schedules, checkpoints, the divergence guard, DDP.
 
-`train(RunConfig) -> TrainResult` trains, resumes or reports one run; `resnorm train` is its
-command line (`resnorm.train.cli`).
+`train(RunConfig) -> TrainResult` trains, resumes or reports one run and gives back its model,
+config and metric history (`resnorm.train.result`); `resnorm train` is its command line
+(`resnorm.train.cli`). Before the first step it prints a summary (`resnorm.train.summary`);
+``train.log`` mirrors the logged values to TensorBoard (`resnorm.train.sinks`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,34 +45,12 @@ from resnorm.train.lineage import parent_checkpoint, record_parent, start_from
 from resnorm.train.optim import build_optimizer, clip_grads_, lr_at, set_lr
 from resnorm.train.precision import resolve_precision
 from resnorm.train.probing import Probing
+from resnorm.train.result import TrainResult
 from resnorm.train.session import Session, open_session
+from resnorm.train.sinks import check_sinks
+from resnorm.train.summary import start_summary
 
 INTERRUPTED_EXIT = 130  # what `resnorm train` returns for an interrupted run (128 + SIGINT)
-
-
-@dataclass
-class TrainResult:
-    """What a run ended with.
-
-    Attributes:
-        run_id: the run's identity (config hash).
-        status: ``done``, ``stuck``, ``diverged`` or ``interrupted``.
-        detail: why (divergence step and reason, stuck margin, interruption step), or None.
-        step: optimizer steps taken.
-        metrics: final scalars (``loss``, ``val_loss``, ``uniform_loss``, ``unigram_loss``, ...).
-        resumed_from: the checkpoint step this process started from, if it resumed.
-        skipped: the run was already complete in the store; nothing was trained.
-        lab: the lab folder.
-    """
-
-    run_id: str
-    status: str
-    detail: str | None
-    step: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    resumed_from: int | None = None
-    skipped: bool = False
-    lab: str = ""
 
 
 class _Diverged(Exception):
@@ -161,7 +138,9 @@ def environment(
     }
 
 
-def train(cfg: RunConfig, *, store: Any = None, progress: bool = True) -> TrainResult:
+def train(
+    cfg: RunConfig, *, store: Any = None, progress: bool = True, summary: bool | None = None
+) -> TrainResult:
     """Train (or resume, or report) the run ``cfg`` describes.
 
     Running the same config again resumes an interrupted run from its newest checkpoint and
@@ -173,21 +152,27 @@ def train(cfg: RunConfig, *, store: Any = None, progress: bool = True) -> TrainR
         store: the open `resnorm.store.Store` of ``cfg.lab`` (checkpoints go beside it);
             default: opened here.
         progress: show a progress bar (rank 0).
+        summary: print the start-of-run summary (`resnorm.train.summary`) to stdout before the
+            first step (rank 0); default: when ``progress`` is on.
+
+    Returns:
+        The outcome, with the trained model (eval mode), the config and the metric history.
 
     Raises:
         ConfigError: bad input (data path, vocabulary, batch split, a checkpoint that is
-            truncated or of another run, a lab database that is not a resnorm store), raised
-            before anything is written.
+            truncated or of another run, a lab database that is not a resnorm store, a
+            ``train.log`` sink whose package is missing), raised before anything is written.
     """
     world = setup(cfg.train.device)
     try:
-        return _train(cfg, world, store, progress)
+        return _train(cfg, world, store, progress, progress if summary is None else summary)
     finally:
         teardown(world)
 
 
-def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainResult:
+def _train(cfg: RunConfig, world: World, store: Any, progress: bool, summary: bool) -> TrainResult:
     t, device = cfg.train, world.device
+    check_sinks(t.log)
     data = build_data(cfg.data)
     if data.vocab_size > cfg.model.vocab_size:
         raise ConfigError(
@@ -214,16 +199,21 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool) -> TrainRes
         return TrainResult(
             session.run_id, rec.status, rec.detail, int((rec.summary or {}).get("step", 0)),
             dict(rec.summary or {}), skipped=True, lab=cfg.lab,
-        )  # fmt: skip
+        ).bind(cfg)  # fmt: skip
     if parent is not None and session.resumed_from is None:
         start_from(parent, model, optimizer)
     session.begin(environment(cfg, world, precision, data))
     if parent is not None:
         record_parent(session, parent)
+    if summary and world.is_main:
+        text = start_summary(
+            cfg, model, data, precision, session.folder.parent, session.resumed_from
+        )
+        print(text, flush=True)
     try:
         with _StopRequest() as stop, _deterministic(t.deterministic and device.type == "cpu"):
             trainer = _Trainer(cfg, world, data, model, optimizer, session, precision[0])
-            return _loop(trainer, stop, progress)
+            return _loop(trainer, stop, progress).bind(cfg, model)
     except BaseException as e:
         session.fail(e)
         raise

@@ -25,6 +25,7 @@ from resnorm.errors import ConfigError
 from resnorm.store import COMPLETE_STATUSES, RunRecord, Store
 from resnorm.train import checkpoint as ckpt_io
 from resnorm.train.distributed import World, broadcast
+from resnorm.train.sinks import Sink, open_sinks
 
 try:
     import fcntl
@@ -52,6 +53,7 @@ class Session:
         self.store: Store | None = None
         self._own_store = False
         self._lock: Any = None
+        self.sinks: list[Sink] = []  # train.log's live-curve mirrors of log/log_diagnostics
 
     @property
     def writes(self) -> bool:
@@ -66,6 +68,7 @@ class Session:
         self.store.upsert_run(self.run_id, cfg.to_dict(), name=cfg.name, environment=environment)
         self.store.delete_metrics_after(self.run_id, self.start_step - 1)
         self.store.set_status(self.run_id, "running", step=self.start_step)
+        self.sinks = open_sinks(cfg.train.log, self.folder.parent, self.start_step)
         if self.resumed_from is not None:
             self.store.log_event(
                 self.run_id, "resume", f"resumed from the checkpoint at step {self.resumed_from}",
@@ -76,11 +79,15 @@ class Session:
         if self.writes:
             assert self.store is not None
             self.store.log_metrics(self.run_id, step, values)
+            for sink in self.sinks:
+                sink.scalars(step, values)
 
     def log_diagnostics(self, step: int, records: Sequence[Any]) -> None:
         if self.writes and records:
             assert self.store is not None
             self.store.log_diagnostics(self.run_id, step, records)
+            for sink in self.sinks:
+                sink.diagnostics(step, records)
 
     def checkpoint(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if self.world.is_main:
@@ -114,6 +121,9 @@ class Session:
         return broadcast(value, self.world)
 
     def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
         if self._lock is not None:
             self._lock.close()
             self._lock = None
