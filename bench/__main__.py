@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.generation import generation
 from bench.machine import IdleWaiter
 from bench.report import render
 from bench.runner import log
@@ -44,6 +45,7 @@ SECTIONS = (
     "diagnostics",
     "bf16_training",
     "sweep",
+    "generation",
 )
 
 
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "diagnostics": diagnostics_overhead,
             "bf16_training": bf16_training,
             "sweep": sweep,
+            "generation": generation,
         }
         start_all = time.perf_counter()
         for name in SECTIONS:

@@ -390,6 +390,25 @@ def _targets(r: dict[str, dict[str, Any] | None]) -> list[str]:
     return ["## Targets", "", *table(["target", "measured", ""], rows), ""]
 
 
+def _generation(g: dict[str, Any]) -> list[str]:
+    w, modes = g["workload"], g["modes"]
+    rows = [
+        [name, f"{m['tokens_per_s']:.0f}", ms(m["median_s"]), str(m["n"])]
+        for name, m in modes.items()
+    ]
+    return [
+        "## Generation (KV cache)",
+        "",
+        f"Greedy, batch 1, {g['prompt_tokens']} prompt + {g['new_tokens']} new tokens at the "
+        f"reference config (d_model {w['d_model']}, {w['n_layers']} layers, max_seq_len "
+        f"{w['seq_len']}); both modes give the same tokens. Cached is "
+        f"{g['speedup']['median']:.1f}x the uncached speed (median over rounds).",
+        "",
+        *table(["mode", "tokens/s", "time (median)", "rounds"], rows),
+        "",
+    ]
+
+
 def render(results: Path) -> str:
     """The Markdown report of every section whose JSON is in ``results``."""
     r = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
@@ -416,6 +435,7 @@ def render(results: Path) -> str:
         ("bf16_breakdown", _bf16_breakdown),
         ("diagnostics", _diagnostics),
         ("depth", _depth),
+        ("generation", _generation),
     ]
     peaks = r["peaks"]["matmul_gflops"]["cpu"] if r.get("peaks") else None
     for name, fn in sections:

@@ -19,6 +19,8 @@ from resnorm.nn.context import Context
 from resnorm.nn.norms import build_norm
 from resnorm.nn.positional import apply_rope
 
+FUSE_QKV_MIN_ROWS = 64  # tokens in a batch below which q, k, v run as three products
+
 
 class AttentionProbs(nn.Identity):
     """Hook point: its input is the (B, H, Tq, Tk) attention probabilities (eager path only)."""
@@ -84,10 +86,16 @@ class Attention(nn.Module):
 
         One product reads ``x`` once and, under autocast, casts it once: 3 products cost ~15%
         more per bf16 step on CPU (bench/). A hook on one of the projections sees its call, so
-        then they run separately.
+        then they run separately; so do a few rows (a cached decoding step), for which copying
+        the weights into one matrix costs more than the three products (bench/generation.py).
         """
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        if any(p._forward_hooks or p._forward_pre_hooks for p in projs) or _global_hooks():
+        few_rows = x.shape[:-1].numel() < FUSE_QKV_MIN_ROWS
+        if (
+            few_rows
+            or any(p._forward_hooks or p._forward_pre_hooks for p in projs)
+            or _global_hooks()
+        ):
             return self.q_proj(x), self.k_proj(x), self.v_proj(x)
         weight = torch.cat([p.weight for p in projs])
         bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
