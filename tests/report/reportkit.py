@@ -1,14 +1,18 @@
-"""Study manifests written by hand for the report tests: the tiny study's manifest (runs and
-store unchanged) in the new format (the paper beside each check, protocol, departures,
-headline, overrides, figure captions and reference lines) and stripped to the old one."""
+"""Helpers of the report tests: study manifests written by hand (the tiny study's manifest, runs
+and store unchanged, in the new format: the paper beside each check, protocol, departures,
+headline, overrides, figure captions and reference lines; and stripped to the old one), and
+headless Chromium on a page."""
 
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 SOURCE = "Xiong et al. 2020, On Layer Normalization in the Transformer (arXiv:2002.04745)"
 PAPER = (
@@ -82,3 +86,33 @@ def lab_with(lab: Path, folder: Path, *manifests: dict[str, Any]) -> Path:
     for m in manifests:
         (folder / "studies" / f"{m['spec']['name']}.json").write_text(json.dumps(m))
     return folder
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("headless Chromium is needed: apt-get install -y chromium")
+
+
+def browse(page: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """Chromium, headless, on a local page; stderr carries the page's console messages."""
+    args = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        *flags,
+        page.as_uri(),
+    ]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def console(stderr: str) -> list[str]:
+    """The page's console messages and uncaught errors in Chromium's log."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]

@@ -7,46 +7,15 @@ import base64
 import hashlib
 import json
 import re
-import shutil
-import subprocess
 from html import escape as html_escape
 from pathlib import Path
 
-import pytest
+from reportkit import browse, console
 
 from resnorm.cli import main
 from resnorm.report import write_report
 
 ARTIFACTS = Path(__file__).parents[2] / "ci-artifacts"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("headless Chromium is needed: apt-get install -y chromium")
-
-
-def _browse(page: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """Chromium, headless, on a local page; stderr carries the page's console messages."""
-    args = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=5000",
-        *flags,
-        page.as_uri(),
-    ]
-    return subprocess.run(args, capture_output=True, text=True, timeout=120)
-
-
-def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
 
 
 def test_each_study_page_is_self_contained_with_every_figure_embedded(lab: Path) -> None:
@@ -76,14 +45,14 @@ def test_each_study_page_is_self_contained_with_every_figure_embedded(lab: Path)
 def test_the_report_renders_in_headless_chromium_without_console_errors(lab: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     for page in ("tiny.html", "index.html"):
-        dom = _browse(lab / "report" / page, "--dump-dom")
+        dom = browse(lab / "report" / page, "--dump-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
         n = 5 if page == "tiny.html" else 1  # the index: one thumbnail per study
         assert f'data-figures="rendered {n}/{n}"' in dom.stdout, "a figure did not decode"
-        assert _console(dom.stderr) == [], _console(dom.stderr)
+        assert console(dom.stderr) == [], console(dom.stderr)
     shot = ARTIFACTS / "report-tiny.png"
     shot.unlink(missing_ok=True)
-    done = _browse(lab / "report" / "tiny.html", f"--screenshot={shot}", "--window-size=1200,3200")
+    done = browse(lab / "report" / "tiny.html", f"--screenshot={shot}", "--window-size=1200,3200")
     assert done.returncode == 0 and shot.stat().st_size > 20_000
 
 
@@ -97,9 +66,9 @@ def test_the_browser_check_does_see_console_errors_and_broken_figures(tmp_path: 
             "<img src=\"data:image/png;base64,AAAA\"><script>console.error('boom')</script>",
         )
     )
-    dom = _browse(page, "--dump-dom")
+    dom = browse(page, "--dump-dom")
     assert 'data-figures="broken 1/1"' in dom.stdout
-    assert any("boom" in line for line in _console(dom.stderr))
+    assert any("boom" in line for line in console(dom.stderr))
 
 
 def test_the_report_command_reads_the_store_without_writing_it(lab: Path) -> None:

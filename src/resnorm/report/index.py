@@ -1,6 +1,7 @@
 """The index page, what a person sees first: one card per study with its headline figure as a
 thumbnail (linking to the study's page), the verdict with the headline number and its spread,
-the claim in one line, its arXiv ids as links, the scale and the number of runs."""
+the claim in one line, its arXiv ids as links, the scale and the number of runs; then the lab's
+training runs, if it has any (`resnorm.report.runpages.runs_section`)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,18 @@ def card(manifest: Mapping[str, Any], thumb: bytes | None) -> str:
 
 
 def index_page(
-    manifests: Sequence[Mapping[str, Any]], thumbs: Mapping[str, bytes] | None = None
+    manifests: Sequence[Mapping[str, Any]],
+    thumbs: Mapping[str, bytes] | None = None,
+    runs: str = "",
 ) -> str:
-    """The index over every analysed study (``thumbs``: headline thumbnails by study name)."""
+    """The index over every analysed study (``thumbs``: headline thumbnails by study name) and
+    the training runs (``runs``: their section's HTML)."""
+    if not manifests:
+        intro = (
+            "<h1>resnorm: training runs</h1><p>This lab holds no study yet (<code>resnorm study "
+            "run NAME</code> adds one); its training runs follow.</p>"
+        )
+        return page("resnorm runs", intro + runs)
     thumbs = thumbs or {}
     cards = "".join(card(m, thumbs.get(m["spec"]["name"])) for m in manifests)
     body = (
@@ -58,7 +68,7 @@ def index_page(
         "its verdict is computed from the measurements by the study's criterion, and its page "
         "sets each number beside the paper's. A claim that did not reproduce is reported with "
         'its numbers and why it may differ. <a href="summary.md">summary.md</a> has the same '
-        f'in Markdown.</p><div class="cards">{cards}</div>'
+        f'in Markdown.</p><div class="cards">{cards}</div>{runs}'
     )
     return page("resnorm studies", body)
 

@@ -246,12 +246,18 @@ class StudyStatus:
 
 
 class Report:
-    """``resnorm report``: re-analyse every study from the store and write the report."""
+    """``resnorm report``: re-analyse every study from the store and write the report, with a
+    page per training run and a comparison page (``--runs a,b,c``, default every run)."""
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("studies", nargs="*", help="only redraw these studies' pages")
         _lab(parser)
+        parser.add_argument(
+            "--runs",
+            metavar="A,B,C",
+            help="runs the comparison page overlays: ids or unique prefixes (default: every run)",
+        )
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -260,7 +266,8 @@ class Report:
             from resnorm.report import write_report
 
             reanalyze(args.lab, args.studies or None)
-            index = write_report(args.lab, args.studies or None)
+            runs = None if args.runs is None else args.runs.split(",")
+            index = write_report(args.lab, args.studies or None, runs)
             print(f"report: {index}")
             return 0
 
