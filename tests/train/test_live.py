@@ -128,3 +128,23 @@ def test_data_warnings_say_the_run_repeats_data_smaller_than_one_epoch(tmp_path:
     (warning,) = data_warnings(cfg, SimpleNamespace(n_train=256))  # type: ignore[arg-type]
     assert "768 training tokens" in warning and "256" in warning and "3.0 epochs" in warning
     assert data_warnings(cfg, SimpleNamespace()) == []  # type: ignore[arg-type]  # synthetic
+
+
+def test_a_resumed_runs_tensorboard_events_replace_those_logged_after_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    killed = sinks_module.TensorBoardSink(tmp_path, start_step=0)
+    for step in range(10):
+        killed.scalars(step, {"loss": 1.0})
+    killed.close()
+    resumed = sinks_module.TensorBoardSink(tmp_path, start_step=6)  # its checkpoint's step
+    for step in range(6, 10):
+        resumed.scalars(step, {"loss": 2.0})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    got = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert got == [(s, 1.0) for s in range(6)] + [(s, 2.0) for s in range(6, 10)]
