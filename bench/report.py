@@ -404,7 +404,7 @@ def _generation(g: dict[str, Any]) -> list[str]:
         f"{w['seq_len']}); both modes give the same tokens. Cached is "
         f"{g['speedup']['median']:.1f}x the uncached speed (median over rounds).",
         "",
-        *table(["mode", "tokens/s", "time (median)", "rounds"], rows),
+        *table(["mode", "tokens/s", "ms (median)", "rounds"], rows),
         "",
     ]
 
