@@ -6,6 +6,7 @@ report."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,17 @@ def test_run_and_comparison_pages_render_in_headless_chromium(
         assert dom.returncode == 0, dom.stderr[-2000:]
         assert f'data-figures="rendered {n}/{n}"' in dom.stdout, page
         assert console(dom.stderr) == [], console(dom.stderr)
+
+
+def test_a_lab_with_studies_keeps_its_study_pages_and_lists_its_training_runs(
+    lab: Path, tmp_path: Path
+) -> None:
+    both = tmp_path / "lab"
+    shutil.copytree(lab, both, ignore=shutil.ignore_patterns("report"))
+    run = train_text(tmp_path, EVERY_STEP).run_id  # writes to tmp_path / "lab"
+    assert main(["report", "--lab", str(both)]) == 0
+    index = (both / "report" / "index.html").read_text()
+    assert 'href="tiny.html"' in index and f'href="runs/{run}.html"' in index
+    assert "Training runs (1)" in index, "a study's runs are on its page, not listed as trained"
+    assert len(_images((both / "report" / "tiny.html").read_text())) == 5
+    assert (both / "report" / "runs" / f"{run}.html").exists()

@@ -92,9 +92,17 @@ def _layer_key(keys: Sequence[str]) -> str:
     return min(keys, key=rank)
 
 
+def _mean(values: Sequence[float]) -> float:
+    """The mean of a cell; NaN (drawn blank) if it has no value or a non-finite one, as a
+    diverged run logs, so one inf does not blow the colour scale."""
+    if not values or not all(math.isfinite(v) for v in values):
+        return math.nan
+    return sum(values) / len(values)
+
+
 def layer_grids(store: Store, run_id: str) -> dict[str, tuple[str, list[int], list[list[float]]]]:
     """``probe -> (key, steps, values[layer][step])`` of every per-layer probe the run logged
-    (NaN where a layer has no value at a step); probes in the order first logged."""
+    (NaN where a layer has no finite value at a step); probes in the order first logged."""
     by_probe: dict[str, dict[str, dict[tuple[int, int], list[float]]]] = {}
     for d in store.diagnostics(run_id):
         if d.layer is None or d.key is None:
@@ -107,15 +115,7 @@ def layer_grids(store: Store, run_id: str) -> dict[str, tuple[str, list[int], li
         cells = keys[key]
         steps = sorted({s for _, s in cells})
         n_layers = max(layer for layer, _ in cells) + 1
-        grid = [
-            [
-                sum(cells[(layer, s)]) / len(cells[(layer, s)])
-                if cells.get((layer, s))
-                else math.nan
-                for s in steps
-            ]
-            for layer in range(n_layers)
-        ]
+        grid = [[_mean(cells.get((layer, s), [])) for s in steps] for layer in range(n_layers)]
         out[probe] = (key, steps, grid)
     return out
 
