@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.modeltools import noisy, tiny, tokens
+from tests.train.trainkit import tiny_config
 
 from resnorm import TOPOLOGIES, ConfigError, load_model
 from resnorm.load import save_model
@@ -13,8 +15,6 @@ from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import Transformer
 from resnorm.train import checkpoint as ckpt_io
 from resnorm.train import train
-from tests.modeltools import noisy, tiny, tokens
-from tests.train.trainkit import tiny_config
 
 
 def _save_run(lab: Path, run_id: str, model: Transformer) -> Path:
