@@ -1,11 +1,13 @@
 """`load_model`: a trained or exported model back in memory, ready for inference.
 
-Three sources, tried in this order:
+Four sources, tried in this order:
 
 * an **exported folder**: ``model.safetensors`` + ``resnorm.json``. ``resnorm.json`` is the
   `ModelConfig` as a JSON object (``ModelConfig.to_dict()``; ``{"model": {...}}`` is accepted too,
   which is how a run stores it); ``model.safetensors`` holds the model's state-dict tensors by
   name, a tied head once (as ``embed.tok.weight``, no ``lm_head.weight``). `save_model` writes it.
+* a **Hugging Face folder**: ``config.json`` + ``*.safetensors`` and no ``resnorm.json`` (what
+  ``resnorm export --hf`` writes), read by `resnorm.interop.from_hf`;
 * a **run folder** ``<lab>/runs/<run_id>``: the newest committed checkpoint in ``checkpoints/``
   (``step-*.json`` names the tensors file and its sha256; its ``config.model`` is the config);
 * a **run id** (or a unique prefix of one) in the lab folder ``lab``.
@@ -35,6 +37,7 @@ from resnorm.nn.model import Transformer
 
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "resnorm.json"
+HF_CONFIG = "config.json"  # a Hugging Face folder (``resnorm export --hf``): read by `from_hf`
 MODEL_PREFIX = "model."  # a checkpoint's model tensors; ``optim.*`` and ``rng.*`` are skipped
 
 
@@ -44,8 +47,8 @@ def load_model(
     """The model (eval mode, every tensor loaded with ``strict=True``) and its config.
 
     Args:
-        path_or_run_id: an exported folder, a run folder, or a run id (a unique prefix will do)
-            in ``lab``.
+        path_or_run_id: an exported folder (resnorm's or Hugging Face's), a run folder, or a
+            run id (a unique prefix will do) in ``lab``.
         lab: the lab folder holding ``runs/<run_id>``.
         device: where the weights go.
 
@@ -54,6 +57,11 @@ def load_model(
             tensors that do not match the config.
     """
     path = Path(path_or_run_id)
+    if not (path / EXPORT_CONFIG).is_file() and (path / HF_CONFIG).is_file():
+        from resnorm.interop.hf import from_hf  # interop imports this module
+
+        model, cfg = from_hf(path)
+        return model.to(device), cfg
     if (path / EXPORT_CONFIG).is_file():
         cfg = _export_config(path / EXPORT_CONFIG)
         tensors = _read_tensors(path / EXPORT_WEIGHTS, "")

@@ -3,7 +3,9 @@
 ``from_hf(path)`` reads ``config.json`` itself (``transformers`` need not be installed), builds the
 `ModelConfig` that describes the same network, maps the ``*.safetensors`` tensors (one file or
 shards listed in ``model.safetensors.index.json``; never pickle) onto resnorm's parameter names
-and loads them with ``strict=True``. Supported ``model_type``s and classes: see `SUPPORTED`; the
+and loads them with ``strict=True`` into a model built on the ``meta`` device: no random init
+is computed, and each tensor is the checkpoint's own (or its one converted copy), so peak memory
+stays near one copy of the weights. Supported ``model_type``s and classes: see `SUPPORTED`; the
 mapping of each lives in ``hf_gpt2``, ``hf_openai``, ``hf_bert`` and ``hf_llama``.
 
 Nothing is loaded approximately: a config field resnorm cannot represent (scaled RoPE, another
@@ -24,6 +26,7 @@ from torch import Tensor
 from resnorm.errors import ConfigError
 from resnorm.interop import hf_bert, hf_gpt2, hf_llama, hf_openai  # noqa: F401 (register them)
 from resnorm.interop.hf_common import CONVERTERS, Converter, HFConfig, Tensors
+from resnorm.load import build_loaded
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.model import Transformer
 from resnorm.typed import MAX_DEPTH, check_depth
@@ -131,9 +134,13 @@ def converter_for(hf: HFConfig) -> tuple[Converter, bool]:
     return converter, has_head
 
 
-def load_strict(model: Transformer, state: dict[str, Tensor]) -> None:
-    """``load_state_dict(strict=True)``, with shape mismatches reported as a ConfigError."""
-    expected = model.state_dict()
+def check_shapes(cfg: ModelConfig, state: dict[str, Tensor]) -> None:
+    """Every tensor the model needs, at its shape; a mis-shaped one is a ConfigError.
+
+    Checked against a ``meta`` model (shapes only, no memory) before any weight is placed.
+    """
+    with torch.device("meta"):
+        expected = Transformer(cfg, init=False).state_dict()
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     assert not missing and not extra, f"converter bug: missing {missing}, unexpected {extra}"
     for name, tensor in state.items():
@@ -143,7 +150,6 @@ def load_strict(model: Transformer, state: dict[str, Tensor]) -> None:
                 f"{name}: checkpoint tensor has shape {tuple(tensor.shape)}, but config.json "
                 f"implies {tuple(expected[name].shape)}",
             )
-    model.load_state_dict(state, strict=True)
 
 
 def from_hf(
@@ -181,6 +187,9 @@ def from_hf(
     state = converter.weights(tensors, kwargs)
     tensors.discard(converter.ignore)
     tensors.finish()
-    model = Transformer(cfg)
-    load_strict(model, state)
-    return model.to(dtype).eval(), cfg
+    check_shapes(cfg, state)
+    for name in list(state):  # cast one at a time, so two copies of the weights never coexist
+        state[name] = state[name].to(dtype)
+    # Built on ``meta`` and filled with the checkpoint's own tensors: no init is computed.
+    model = build_loaded(cfg, state)
+    return model.to(dtype).eval(), cfg  # the rotary tables too (parameters are already dtype)

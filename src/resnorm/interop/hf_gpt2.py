@@ -45,7 +45,7 @@ def gpt2_config(hf: HFConfig, t: Tensors, has_head: bool) -> dict[str, Any]:
 
 def conv1d(out: dict[str, Tensor], dst: str, t: Tensors, src: str) -> None:
     """A ``Conv1D`` (weight (in, out)) as an ``nn.Linear`` (weight (out, in))."""
-    out[f"{dst}.weight"] = t.take(f"{src}.weight").t()
+    out[f"{dst}.weight"] = t.take(f"{src}.weight").t().contiguous()
     out[f"{dst}.bias"] = t.take(f"{src}.bias")
 
 
@@ -64,6 +64,8 @@ def fused_qkv(t: Tensors, src: str, d: int) -> tuple[Tensor, Tensor]:
 
 
 def gpt2_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """Each tensor is its own contiguous copy, not a view: the model is filled with them as they
+    are (``assign=True``), and the fused or transposed source is freed layer by layer."""
     d = cfg["d_model"]
     out = {"embed.tok.weight": t.take("wte.weight"), "embed.pos.weight": t.take("wpe.weight")}
     for i in range(cfg["n_layers"]):
@@ -71,8 +73,8 @@ def gpt2_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
         weight, bias = fused_qkv(t, f"{src}.attn.c_attn", d)
         qkv_w, qkv_b = weight.split(d, dim=1), bias.split(d)  # (d, 3d) -> 3 x (d, d)
         for name, w, b in zip("qkv", qkv_w, qkv_b, strict=True):
-            out[f"{dst}.attn.{name}_proj.weight"] = w.t()
-            out[f"{dst}.attn.{name}_proj.bias"] = b
+            out[f"{dst}.attn.{name}_proj.weight"] = w.t().contiguous()
+            out[f"{dst}.attn.{name}_proj.bias"] = b.clone()
         conv1d(out, f"{dst}.attn.o_proj", t, f"{src}.attn.c_proj")
         conv1d(out, f"{dst}.mlp.up", t, f"{src}.mlp.c_fc")
         conv1d(out, f"{dst}.mlp.down", t, f"{src}.mlp.c_proj")

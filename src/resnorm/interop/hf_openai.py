@@ -55,8 +55,8 @@ def openai_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
         src, dst = f"h.{i}", f"decoder.layers.{i}"
         weight, bias = fused_qkv(t, f"{src}.attn.c_attn", d)
         for name, w, b in zip("qkv", weight.split(d, dim=1), bias.split(d), strict=True):
-            out[f"{dst}.attn.{name}_proj.weight"] = w.t()
-            out[f"{dst}.attn.{name}_proj.bias"] = b
+            out[f"{dst}.attn.{name}_proj.weight"] = w.t().contiguous()
+            out[f"{dst}.attn.{name}_proj.bias"] = b.clone()
         conv1d(out, f"{dst}.attn.o_proj", t, f"{src}.attn.c_proj")
         conv1d(out, f"{dst}.mlp.up", t, f"{src}.mlp.c_fc")
         conv1d(out, f"{dst}.mlp.down", t, f"{src}.mlp.c_proj")
