@@ -283,6 +283,8 @@ class RunConfig:
             kwargs[key] = from_mapping(section, value, key)
         for key in ("name", "lab", "parent"):
             if key in data:
+                if key == "name" and data[key] is None:  # what to_dict() writes for no name
+                    continue
                 if not isinstance(data[key], str):
                     raise ConfigError(key, f"got {data[key]!r}, expected a string")
                 kwargs[key] = data[key]

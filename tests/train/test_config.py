@@ -101,3 +101,10 @@ def test_run_id_ignores_cosmetic_fields_only() -> None:
     assert cosmetic.run_id == base.run_id
     assert base.replace(train=TrainConfig(lr=0.5)).run_id != base.run_id
     assert "name" not in base.identity() and "checkpoint_every" not in base.identity()["train"]
+
+
+def test_a_stored_config_without_a_name_reads_back_as_the_same_run() -> None:
+    """A run's stored config holds ``name = None``; evaluating or continuing it reads it back."""
+    cfg = RunConfig.from_dict({"model": {"d_model": 16, "n_heads": 2}})
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert cfg.to_dict()["name"] is None and again.run_id == cfg.run_id
