@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -168,8 +169,59 @@ def _read_tensors(path: Path, prefix: str) -> dict[str, Tensor]:
     if not path.is_file():
         raise ConfigError("path", f"{path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:  # type: ignore[no-untyped-call]
-            names = [k for k in f.keys() if k.startswith(prefix)]  # noqa: SIM118 (not a dict)
-            return {k[len(prefix) :]: f.get_tensor(k) for k in names}
-    except Exception as e:  # safetensors raises its own error type
+        file = SafetensorsFile(path)
+        return {k[len(prefix) :]: file.read(k) for k in file.names() if k.startswith(prefix)}
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError("path", f"{path} is not a readable safetensors file ({e})") from None
+
+
+class SafetensorsFile:
+    """A safetensors file read tensor by tensor with plain reads into fresh tensors.
+
+    Not ``safetensors.safe_open``: that maps the file, and the mapped pages count in the
+    process's resident memory next to the copies made from them, so a load peaks near two
+    copies of the weights. A plain read goes through the page cache, outside this process's
+    RSS, straight into the tensor that the model keeps; the tensors are writable and owned.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with self.path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        header.pop("__metadata__", None)
+        self.header: dict[str, Any] = header
+        self.start = 8 + n
+        self.size = self.path.stat().st_size
+
+    def names(self) -> list[str]:
+        return list(self.header)
+
+    def read(self, name: str) -> Tensor:
+        """Tensor ``name``; a ValueError when its entry is malformed or the file too short."""
+        entry = self.header[name]
+        dtype, shape = SAFETENSORS_DTYPES[entry["dtype"]], [int(d) for d in entry["shape"]]
+        begin, end = (int(x) for x in entry["data_offsets"])
+        numel = math.prod(shape)
+        if end - begin != numel * dtype.itemsize or self.start + end > self.size or begin < 0:
+            raise ValueError(f"tensor {name!r}: offsets {begin}..{end} do not fit its shape")
+        data = torch.empty(end - begin, dtype=torch.uint8)
+        with self.path.open("rb") as f:
+            f.seek(self.start + begin)
+            if f.readinto(data.numpy().data) != end - begin:
+                raise ValueError(f"tensor {name!r}: the file ends early")
+        return data.view(dtype).reshape(shape)
+
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}

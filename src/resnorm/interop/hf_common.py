@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from torch import Tensor
 
 from resnorm.errors import ConfigError
+from resnorm.load import SafetensorsFile
 from resnorm.registry import Registry
 
 # Hugging Face activation names -> resnorm `mlp` values (tanh-approximate GELU has two names).
@@ -156,8 +156,8 @@ class HFConfig:
 
 
 class Tensors:
-    """The checkpoint's tensors, consumed by name as they are mapped (each file is read with
-    ``safetensors.torch.load_file`` when one of its tensors is first taken).
+    """The checkpoint's tensors, consumed by name as they are mapped (each read from its file
+    when taken, with `resnorm.load.SafetensorsFile`: no mapped file, no second copy).
 
     Names are read with the base-model prefix (``model.``, ``transformer.``, ``bert.``) removed
     where present, and TensorFlow-era ``LayerNorm.gamma``/``.beta`` renamed ``.weight``/``.bias``
@@ -169,7 +169,7 @@ class Tensors:
     def __init__(self, files: Mapping[str, Path], prefix: str, source: str) -> None:
         self.source = source
         self._left: dict[str, tuple[str, Path]] = {}  # short name -> (stored name, file)
-        self._loaded: dict[Path, dict[str, Tensor]] = {}
+        self._files: dict[Path, SafetensorsFile] = {}
         for name, file in files.items():
             short = name.removeprefix(prefix + ".")
             for legacy, modern in LEGACY_NAMES:
@@ -188,9 +188,12 @@ class Tensors:
             stored, file = self._left.pop(name)
         except KeyError:
             raise ConfigError("weights", f"missing tensor {name!r} in {self.source}") from None
-        if file not in self._loaded:
-            self._loaded[file] = load_file(file)
-        return self._loaded[file].pop(stored)
+        if file not in self._files:
+            self._files[file] = SafetensorsFile(file)
+        try:
+            return self._files[file].read(stored)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError("weights", f"{file}: cannot read tensor {stored!r} ({err})") from None
 
     def discard(self, patterns: Iterable[str]) -> None:
         """Drop tensors with no resnorm counterpart (glob patterns: poolers, stale buffers)."""
