@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generation import generation
+from bench.loading import loading
 from bench.machine import IdleWaiter
 from bench.report import render
 from bench.runner import log
@@ -46,6 +47,7 @@ SECTIONS = (
     "bf16_training",
     "sweep",
     "generation",
+    "loading",
 )
 
 
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "bf16_training": bf16_training,
             "sweep": sweep,
             "generation": generation,
+            "loading": loading,
         }
         start_all = time.perf_counter()
         for name in SECTIONS:
