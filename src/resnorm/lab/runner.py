@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from resnorm.errors import ConfigError
+from resnorm.lab.claims import Claims
 from resnorm.lab.executors import Executor, make_executor
-from resnorm.lab.manifest import manifests, write_manifest
+from resnorm.lab.manifest import manifests, read_manifest, write_manifest
 from resnorm.lab.spec import TAGS, StudySpec
 from resnorm.lab.tasks import Output, private_lab, resolve, seed_fields
 from resnorm.lab.verdicts import check, quantities, run_scalars, summary, verdict
@@ -211,6 +212,35 @@ def _bars(specs: Sequence[StudySpec], todo: Mapping[str, int], progress: bool) -
     }
 
 
+def _execute(
+    ex: Executor,
+    runs: Sequence[PlannedRun],
+    store: Store,
+    owner: Mapping[str, tuple[str, str]],
+    bars: Mapping[str, Any],
+    progress: bool,
+) -> None:
+    """Run ``runs`` (longest first) and record each output as it arrives."""
+    tasks = sorted(runs, key=lambda p: -p.cost())
+
+    def started(task: Mapping[str, Any]) -> None:
+        store.set_status(task["run_id"], "running")
+
+    try:
+        for out in ex.imap([t.task() for t in tasks], started):
+            study, name = owner[out["run_id"]]
+            record_output(store, out, study, name)
+            bars[study].update(1)
+            if out["status"] == "failed" and progress:
+                bars[study].write(f"run {out['run_id']} ({name}) failed: {out['detail']}")
+    except KeyboardInterrupt:
+        for p in tasks:
+            rec = store.get_run(p.run_id)
+            if rec is not None and rec.status == "running":
+                store.set_status(p.run_id, "interrupted", "the study was interrupted")
+        raise
+
+
 def run_studies(
     specs: Sequence[StudySpec],
     lab: str | Path = "lab",
@@ -246,46 +276,49 @@ def run_studies(
     start = time.perf_counter()
     planned = {s.name: plan(s, lab) for s in specs}
     owner: dict[str, tuple[str, str]] = {}
-    with Store(lab) as store:
+    with Store(lab) as store, Claims(lab) as claims:
         todo: dict[str, PlannedRun] = {}
+        waiting: dict[str, PlannedRun] = {}  # claimed by another driver on this lab
         counts = dict.fromkeys(planned, 0)
         for s in specs:
+            # The previous analysis stays until this run has a new one: a driver that fails
+            # (or is killed) leaves the last verdict, not null.
+            try:
+                previous = read_manifest(lab, s.name) or {}
+            except ValueError:  # unreadable: nothing worth keeping
+                previous = {}
             write_manifest(
                 lab,
                 {
                     "spec": s.to_dict(),
                     "runs": [p.row() for p in planned[s.name]],
-                    "analysis": None,
+                    "analysis": previous.get("analysis"),
                     "driver_pid": os.getpid(),
                 },
             )
             for p in planned[s.name]:
-                if p.run_id in todo or p.run_id in owner or is_complete(store, p):
+                if p.run_id in owner or is_complete(store, p):
                     owner.setdefault(p.run_id, (s.name, p.name))
                     continue
                 owner[p.run_id] = (s.name, p.name)
+                if not claims.take(p.run_id):
+                    waiting[p.run_id] = p
+                    continue
                 todo[p.run_id] = p
                 counts[s.name] += 1
                 store.upsert_run(p.run_id, p.config, name=p.name, study=s.name)
         bars = _bars(specs, counts, progress)
-        tasks = sorted(todo.values(), key=lambda p: -p.cost())
-
-        def started(task: Mapping[str, Any]) -> None:
-            store.set_status(task["run_id"], "running")
-
         try:
-            for out in ex.imap([t.task() for t in tasks], started):
-                study, name = owner[out["run_id"]]
-                record_output(store, out, study, name)
-                bars[study].update(1)
-                if out["status"] == "failed" and progress:
-                    bars[study].write(f"run {out['run_id']} ({name}) failed: {out['detail']}")
-        except KeyboardInterrupt:
-            for p in tasks:
-                rec = store.get_run(p.run_id)
-                if rec is not None and rec.status == "running":
-                    store.set_status(p.run_id, "interrupted", "the study was interrupted")
-            raise
+            _execute(ex, list(todo.values()), store, owner, bars, progress)
+            # Runs another driver held: wait for it to let go, then run what it left undone.
+            rest = []
+            for p in waiting.values():
+                claims.wait(p.run_id)
+                if not is_complete(store, p):
+                    rest.append(p)
+                    counts[owner[p.run_id][0]] += 1
+                    store.upsert_run(p.run_id, p.config, name=p.name, study=owner[p.run_id][0])
+            _execute(ex, rest, store, owner, bars, progress)
         finally:
             for bar in bars.values():
                 bar.close()
