@@ -13,9 +13,11 @@ the checkpoint, and the newest JSON names the checkpoint to resume from. A crash
 leaves either the previous checkpoint or the new one, never a mix: an orphan tensors file or
 temporary file is ignored and cleaned up by the next save.
 
-Loading reads the JSON, checks the run id and the tensors' hash, and parses them with
-safetensors (no pickle, no ``torch.load``). Anything truncated, foreign or incomplete raises a
-`ConfigError` (field ``checkpoint``) before any file is written.
+Loading reads the JSON, checks every field (`check_meta`) and the tensors' hash, and parses them
+with safetensors (no pickle, no ``torch.load``). Anything truncated, edited, foreign or
+incomplete raises a `ConfigError` (field ``checkpoint``) before any file is written; which
+checkpoint a run resumes from, checked against its model, is `resnorm.train.resume`'s choice.
+A failed write (disk full, read-only folder) removes its temporary file and re-raises.
 
 Test hook: ``RESNORM_TEST_KILL_IN_CHECKPOINT=<step>:<point>`` makes the writer SIGKILL its own
 process at step ``<step>``, with ``<point>`` ``tensors`` (the temporary tensors file written and
@@ -25,11 +27,14 @@ real crash points, used by ``tests/train/test_resume.py``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ from resnorm.errors import ConfigError
 
 FORMAT = 1
 KILL_HOOK = "RESNORM_TEST_KILL_IN_CHECKPOINT"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -172,12 +178,19 @@ def _maybe_crash(step: int, point: str) -> None:
 def atomic_write(path: Path, data: bytes, *, step: int = -1, point: str = "") -> None:
     """Write ``data`` to ``path``: temporary file in the same folder, fsync, rename, fsync."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _maybe_crash(step, point)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _maybe_crash(step, point)
+        os.replace(tmp, path)
+    except BaseException:
+        # Disk full or read-only: leave no half-written file behind (a SIGKILL skips this and
+        # the next save cleans up instead).
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -207,7 +220,7 @@ def save(
     json_path = folder / f"{_name(step)}.json"
     text = json.dumps(meta, indent=1, sort_keys=True)
     atomic_write(json_path, text.encode(), step=step, point="json")
-    for old in _committed(folder)[keep:]:
+    for old in committed(folder)[keep:]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
     for orphan in folder.glob("step-*.safetensors"):  # tensors whose JSON never committed
@@ -216,7 +229,7 @@ def save(
     return json_path
 
 
-def _committed(folder: Path) -> list[Path]:
+def committed(folder: Path) -> list[Path]:
     """Committing JSON files, newest first."""
     found = []
     for p in folder.glob("step-*.json"):
@@ -227,41 +240,110 @@ def _committed(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_meta(meta: object, path: Path, run_id: str) -> int:
+    """The checkpoint's step, after checking every JSON field; ConfigError (``checkpoint``) if not.
+
+    ``step`` must be the step in the file name: a checkpoint is found by its name, so a JSON
+    that disagrees with it was edited or misplaced.
+    """
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError("checkpoint", f"{path}: {why}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise bad(f"format {meta.get('format')!r}, expected {FORMAT}")
+    if meta.get("run_id") != run_id:
+        raise bad(f"belongs to run {meta.get('run_id')!r}, not {run_id!r}")
+    step = meta.get("step")
+    try:
+        named = int(path.stem.removeprefix("step-"))
+    except ValueError:
+        raise bad("the file name is not step-<N>.json") from None
+    if not _is_int(step) or step != named:
+        raise bad(f"step {step!r} is not the integer {named} of its file name")
+    if meta.get("tensors") != f"{path.stem}.safetensors":
+        raise bad(f"tensors {meta.get('tensors')!r}, expected {path.stem}.safetensors")
+    if not isinstance(meta.get("sha256"), str) or not _SHA256.fullmatch(meta["sha256"]):
+        raise bad(f"sha256 {meta.get('sha256')!r} is not a hex digest")
+    _check_python_rng(meta.get("python_rng"), bad)
+    last = meta.get("last", {})
+    if not isinstance(last, dict) or not all(
+        isinstance(k, str) and _is_number(v) for k, v in last.items()
+    ):
+        raise bad(f"last {last!r} is not a table of numbers")
+    world_size = meta.get("world_size", 1)
+    if not _is_int(world_size) or world_size < 1:
+        raise bad(f"world_size {world_size!r} is not a positive integer")
+    if not isinstance(meta.get("config", {}), dict):
+        raise bad("config is not a table")
+    return named
+
+
+def _check_python_rng(state: object, bad: Callable[[str], ConfigError]) -> None:
+    """``state`` is None or ``[version, [625 ints], gauss]`` that `random.setstate` accepts."""
+    if state is None:
+        return
+    if not isinstance(state, list) or len(state) != 3 or not isinstance(state[1], list):
+        raise bad("python_rng is not [version, [state], gauss]")
+    if not all(_is_int(x) for x in state[1]) or not _is_int(state[0]):
+        raise bad("python_rng holds a value that is not an integer")
+    if state[2] is not None and not isinstance(state[2], float):
+        raise bad(f"python_rng gauss {state[2]!r} is not a float or null")
+    try:  # the interpreter's own check (length, word range), on a throwaway generator
+        random.Random().setstate((state[0], tuple(state[1]), state[2]))
+    except (ValueError, TypeError, OverflowError) as e:
+        raise bad(f"python_rng is not a Python RNG state ({e})") from None
+
+
+def load_file(path: Path, run_id: str) -> Checkpoint:
+    """The checkpoint ``path`` commits, its JSON checked (`check_meta`) and its tensors' hash.
+
+    Raises:
+        ConfigError: (field ``checkpoint``) if it is truncated, corrupt, edited or of another run.
+    """
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError("checkpoint", f"{path} is truncated or corrupt ({e})") from None
+    step = check_meta(meta, path, run_id)
+    tensors_path = path.with_suffix(".safetensors")
+    try:
+        blob = tensors_path.read_bytes()
+    except OSError as e:
+        raise ConfigError("checkpoint", f"{path}: cannot read its tensors ({e})") from None
+    if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+        raise ConfigError("checkpoint", f"{tensors_path} does not match its sha256 (damaged)")
+    try:
+        tensors = load_safetensors(blob)
+    except Exception as e:  # safetensors raises its own error type
+        raise ConfigError("checkpoint", f"{tensors_path} is not readable ({e})") from None
+    return Checkpoint(step, tensors, meta, path)
+
+
 def load_latest(folder: Path, run_id: str) -> Checkpoint | None:
     """The newest committed checkpoint in ``folder``, or None if there is none.
 
     Raises:
         ConfigError: (field ``checkpoint``) if it is truncated, corrupt or of another run.
     """
-    committed = _committed(folder) if folder.is_dir() else []
-    if not committed:
+    found = committed(folder) if folder.is_dir() else []
+    if not found:
         return None
-    path = committed[0]
-    fix = f"delete {folder} to start the run over"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        step = int(meta["step"])
-        tensors_path = folder / str(meta["tensors"])
-        digest = str(meta["sha256"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError("checkpoint", f"{path} is truncated or corrupt ({e}); {fix}") from None
-    if meta.get("run_id") != run_id:
-        raise ConfigError(
-            "checkpoint",
-            f"{path} belongs to run {meta.get('run_id')!r}, not {run_id!r} (a different config "
-            f"hash); {fix}",
-        )
-    try:
-        blob = tensors_path.read_bytes()
-    except OSError as e:
-        raise ConfigError("checkpoint", f"{path}: cannot read its tensors ({e}); {fix}") from None
-    if hashlib.sha256(blob).hexdigest() != digest:
-        raise ConfigError("checkpoint", f"{tensors_path} is truncated or corrupt; {fix}")
-    try:
-        tensors = load_safetensors(blob)
-    except Exception as e:  # safetensors raises its own error type
-        raise ConfigError("checkpoint", f"{tensors_path} is not readable ({e}); {fix}") from None
-    return Checkpoint(step, tensors, meta, path)
+        return load_file(found[0], run_id)
+    except ConfigError as e:
+        fix = f"delete {folder} to start the run over"
+        raise ConfigError("checkpoint", f"{str(e).removeprefix('checkpoint: ')}; {fix}") from None
 
 
 def load_weights(lab: str | Path, run_id: str) -> dict[str, Tensor]:

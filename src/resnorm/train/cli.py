@@ -10,13 +10,15 @@ Running the same command again resumes an interrupted run and reports a finished
 Exit status: 0 when the run ends ``done``, ``stuck`` or ``diverged`` (a diverged run is a
 result, not an error); 130 when interrupted (SIGINT/SIGTERM: a checkpoint was written; run
 the command again to resume); 2 for bad input (the message names the field; nothing written);
-1 for anything else (the run is marked ``failed``).
+1 for an environment failure (disk full, read-only lab: one line, the run marked ``failed``
+where the store can still be written, no temporary file left) or anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +53,17 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def environment_message(exc: BaseException) -> str:
+    """One line for an environment failure (the run, if started, is already marked failed)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, sqlite3.Error):
+        text = f"the lab's store: {text}"
+    return (
+        f"{text} (disk full or not writable?); the run is marked failed where the store could "
+        "be written; free space or fix permissions, then run the same command again to resume"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``resnorm train`` with parsed ``args``; returns the exit status."""
     from resnorm.config import load_config
@@ -70,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         if _is_main():
             print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as e:  # disk full, read-only lab: not the input's fault
+        if _is_main():
+            print(f"{PROG}: error: {environment_message(e)}", file=sys.stderr)
+        return 1
     if _is_main():
         where = f"{result.lab}/runs/{result.run_id}"
         if result.skipped:

@@ -202,15 +202,15 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool, summary: bo
         ).bind(cfg)  # fmt: skip
     if parent is not None and session.resumed_from is None:
         start_from(parent, model, optimizer)
-    session.begin(environment(cfg, world, precision, data))
-    if parent is not None:
-        record_parent(session, parent)
-    if summary and world.is_main:
-        text = start_summary(
-            cfg, model, data, precision, session.folder.parent, session.resumed_from
-        )
-        print(text, flush=True)
-    try:
+    try:  # from here on a failure (disk full, read-only lab) marks the run failed
+        session.begin(environment(cfg, world, precision, data))
+        if parent is not None:
+            record_parent(session, parent)
+        if summary and world.is_main:
+            text = start_summary(
+                cfg, model, data, precision, session.folder.parent, session.resumed_from
+            )
+            print(text, flush=True)
         with _StopRequest() as stop, _deterministic(t.deterministic and device.type == "cpu"):
             trainer = _Trainer(cfg, world, data, model, optimizer, session, precision[0])
             return _loop(trainer, stop, progress).bind(cfg, model)

@@ -2,8 +2,10 @@
 
 `open_session` decides what a process does with a run, reading only: a finished run (``done``,
 ``stuck``, ``diverged``) is reported, not rerun; an interrupted one resumes from its newest
-checkpoint, validated in full before anything is written. Under DDP rank 0 decides and the
-other ranks follow (`resnorm.train.distributed.broadcast`); every write below is rank 0's.
+checkpoint, validated in full before anything is written (`resnorm.train.resume`: a damaged
+checkpoint is moved aside and the run resumes from the previous good one, or is refused).
+Under DDP rank 0 decides and the other ranks follow (`resnorm.train.distributed.broadcast`);
+every write below is rank 0's.
 
 A run folder ``<lab>/runs/<run_id>/`` holds ``checkpoints/`` and a ``lock`` file that the
 running process holds (``flock``), so a second process on the same run is refused instead of
@@ -13,6 +15,8 @@ interleaving with it; the kernel drops the lock of a killed process.
 from __future__ import annotations
 
 import os
+import sqlite3
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from resnorm.errors import ConfigError
 from resnorm.store import COMPLETE_STATUSES, RunRecord, Store
 from resnorm.train import checkpoint as ckpt_io
 from resnorm.train.distributed import World, broadcast
+from resnorm.train.resume import Damaged, find_resumable
 from resnorm.train.sinks import Sink, open_sinks
 
 try:
@@ -54,6 +59,7 @@ class Session:
         self._own_store = False
         self._lock: Any = None
         self.sinks: list[Sink] = []  # train.log's live-curve mirrors of log/log_diagnostics
+        self.damaged: list[Damaged] = []  # checkpoints moved aside before resuming (rank 0)
 
     @property
     def writes(self) -> bool:
@@ -69,6 +75,12 @@ class Session:
         self.store.delete_metrics_after(self.run_id, self.start_step - 1)
         self.store.set_status(self.run_id, "running", step=self.start_step)
         self.sinks = open_sinks(cfg.train.log, self.folder.parent, self.start_step)
+        for d in self.damaged:
+            self.store.log_event(
+                self.run_id, "checkpoint_damaged", f"{d.reason}; moved aside to {d.moved_to}",
+                data={"checkpoint": str(d.path), "moved_to": str(d.moved_to)},
+            )  # fmt: skip
+            print(f"warning: {d.reason}; moved aside to {d.moved_to}", file=sys.stderr)
         if self.resumed_from is not None:
             self.store.log_event(
                 self.run_id, "resume", f"resumed from the checkpoint at step {self.resumed_from}",
@@ -166,13 +178,11 @@ def _plan(
     record = store.get_run(session.run_id)
     if record is not None and record.status in COMPLETE_STATUSES:
         return None, {"finished": record}
-    ckpt = ckpt_io.load_latest(session.folder, session.run_id)
-    if ckpt is not None:
-        ckpt_io.check_keys(ckpt, model, optimizer)
-        if ckpt.step > cfg.train.steps:
-            raise ConfigError(
-                "train.steps", f"the run's checkpoint is at step {ckpt.step}, past its budget"
-            )
+    ckpt, session.damaged = find_resumable(session.folder, session.run_id, model, optimizer)
+    if ckpt is not None and ckpt.step > cfg.train.steps:
+        raise ConfigError(
+            "train.steps", f"the run's checkpoint is at step {ckpt.step}, past its budget"
+        )
     session._acquire()
     return ckpt, {"start": ckpt.step if ckpt is not None else 0, "resume": ckpt is not None}
 
@@ -195,9 +205,14 @@ def open_session(
         except ConfigError as e:
             session.close()
             plan = {"error": (e.field, str(e))}
+        except (OSError, sqlite3.Error) as e:  # read-only or full lab: an environment failure
+            session.close()
+            plan = {"environment": f"{type(e).__name__}: {e}"}
     else:
         plan = {}
     plan = broadcast(plan, world)
+    if "environment" in plan:
+        raise OSError(plan["environment"])
     if "error" in plan:
         field, message = plan["error"]
         raise ConfigError(field, message.removeprefix(f"{field}: "))
