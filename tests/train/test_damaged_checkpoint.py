@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from trainkit import TINY_TOML, snapshot
+from trainkit import TINY_TOML, assert_same_results, results, snapshot
 
 from resnorm.store import Store
 from resnorm.train.checkpoint import checkpoint_dir
@@ -101,6 +101,8 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
     ),
     "missing_exp_avg_sq": lambda f: _edit_tensors(f, _drop_exp_avg_sq),
     "flipped_byte": _flip_byte,
+    "tensors_path_escape": lambda f: _edit_json(f, lambda m: m.update(tensors="../../x")),
+    "not_a_json_object": lambda f: (f / "step-00000008.json").write_text("[1, 2]"),
 }
 
 
@@ -150,3 +152,14 @@ def test_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_previous
     kinds = [k for k, _ in rows["events"]]
     assert "checkpoint_damaged" in kinds
     assert any(k == "resume" and "step 4" in m for k, m in rows["events"])
+
+
+def test_resumed_from_the_previous_good_checkpoint_equals_an_uninterrupted_run(
+    killed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    toml, lab, folder = killed
+    _flip_byte(folder)
+    assert main(_args(toml, lab)) == 0
+    reference = tmp_path / "reference"
+    assert main(_args(toml, reference)) == 0
+    assert_same_results(results(lab), results(reference))
