@@ -86,3 +86,24 @@ def test_store_that_stops_accepting_writes(
     rc, err, lab = _run(tmp_path, capsys)
     monkeypatch.undo()
     _assert_failed_cleanly(rc, err, lab, "database or disk is full")
+
+
+def test_read_only_runs_folder_before_the_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EROFS from mkdir of the run folder (simulated at the syscall boundary): refused in one
+    line before the run is recorded, so it is never left ``running``."""
+    real = Path.mkdir
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if "runs" in self.parts:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    rc, err, lab = _run(tmp_path, capsys)
+    monkeypatch.undo()
+    assert rc == 1 and len(err.strip().splitlines()) == 1, err
+    assert os.strerror(errno.EROFS) in err and "Traceback" not in err
+    with Store(lab) as store:
+        assert [r.status for r in store.runs()] == []

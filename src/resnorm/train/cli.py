@@ -6,7 +6,11 @@ Usage::
     resnorm train --from RUN -o train.steps=500 [--lab DIR]   # a new run from RUN's final state
     torchrun --nproc_per_node 2 -m resnorm train --config tiny.toml     # DDP, gloo on CPU
 
-Running the same command again resumes an interrupted run and reports a finished one.
+Running the same command again resumes an interrupted run and reports a finished one. Its
+checkpoint is validated in full first: a damaged newest checkpoint is moved aside
+(``damaged-step-*``, never deleted) and the run resumes from the previous good one, with a
+warning and a ``checkpoint_damaged`` event; with no good one left the command refuses (exit 2)
+and changes nothing, since starting over would replace the run's logged rows.
 Exit status: 0 when the run ends ``done``, ``stuck`` or ``diverged`` (a diverged run is a
 result, not an error); 130 when interrupted (SIGINT/SIGTERM: a checkpoint was written; run
 the command again to resume); 2 for bad input (the message names the field; nothing written);
@@ -54,13 +58,13 @@ def _is_main() -> bool:
 
 
 def environment_message(exc: BaseException) -> str:
-    """One line for an environment failure (the run, if started, is already marked failed)."""
+    """One line for an environment failure (a started run is already marked ``failed``)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, sqlite3.Error):
         text = f"the lab's store: {text}"
     return (
-        f"{text} (disk full or not writable?); the run is marked failed where the store could "
-        "be written; free space or fix permissions, then run the same command again to resume"
+        f"{text} (disk full or not writable?); free space or fix permissions, then run the same "
+        "command again: it resumes from the last checkpoint"
     )
 
 
