@@ -100,6 +100,12 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
         f, lambda t: t.update({"rng.torch": t["rng.torch"].float()})
     ),
     "missing_exp_avg_sq": lambda f: _edit_tensors(f, _drop_exp_avg_sq),
+    "foreign_tensor": lambda f: _edit_tensors(
+        f, lambda t: t.update({"optim.bogus.step": torch.tensor(1.0)})
+    ),
+    "negative_step_count": lambda f: _edit_tensors(
+        f, lambda t: t.update({k: -t[k] for k in t if k.endswith(".step")})
+    ),
     "flipped_byte": _flip_byte,
     "tensors_path_escape": lambda f: _edit_json(f, lambda m: m.update(tensors="../../x")),
     "not_a_json_object": lambda f: (f / "step-00000008.json").write_text("[1, 2]"),

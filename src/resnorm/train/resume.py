@@ -81,10 +81,11 @@ def check_tensors(ckpt: ckpt_io.Checkpoint, model: nn.Module, optim: torch.optim
                 f"{where}: {key} is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}",
             )
     rng = re.compile(r"rng\.(torch|cuda\.\d+)")
+    step_keys = {f"optim.{n}.step" for n, _ in params}
     for key, t in ckpt.tensors.items():
         if key in expected:
             continue
-        if key.startswith("optim.") and key.endswith(".step") and with_state:
+        if with_state and key in step_keys:
             value = float(t.double().sum()) if t.numel() == 1 else math.nan
             if (
                 t.shape != ()
