@@ -1,6 +1,7 @@
 """The ``resnorm`` command: each subcommand is a thin call of one library function.
 
-Bad input (a ConfigError) prints one line naming the field and exits with status 2.
+Bad input (a ConfigError) prints one line naming the field and exits with status 2; a damaged
+store (a StoreError) prints one line naming the file and exits with status 1.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from resnorm.errors import ConfigError
+from resnorm.store.integrity import StoreError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -99,8 +101,14 @@ def _add_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from resnorm.doctor import doctor, format_doctor
+    from resnorm.doctor import doctor, format_doctor, format_store
 
+    if args.lab is not None:
+        from resnorm.store.integrity import store_health
+
+        health = store_health(args.lab)
+        print(format_store(health))
+        return 1 if health["state"] == "damaged" else 0
     print(format_doctor(doctor(seconds=args.seconds)))
     return 0
 
@@ -144,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seconds", type=float, default=3.0, help="time spent measuring peaks (0 < s <= 60)"
     )
+    p.add_argument("--lab", help="instead: the state of this lab's store (ok, damaged, version)")
     p.set_defaults(handler=_doctor)
     for name, module, help_ in SUBCOMMANDS:
         add, run = _delegate(module)
@@ -173,5 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"resnorm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except StoreError as e:  # the environment, not the input: a damaged store
+        print(f"resnorm {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -34,6 +34,7 @@ __all__ = [
     "cuda_info",
     "doctor",
     "format_doctor",
+    "format_store",
     "matmul_gflops",
 ]
 
@@ -190,3 +191,16 @@ def format_doctor(d: dict[str, Any]) -> str:
     rows += [("note", n) for n in d["notes"]]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_store(health: dict[str, Any]) -> str:
+    """``resnorm doctor --lab``: a lab store's state, as `resnorm.store.integrity.store_health`
+    reports it."""
+    lines = [f"store:          {health['path']}", f"state:          {health['state']}"]
+    if health["detail"]:
+        lines.append(f"detail:         {health['detail']}")
+    if health["schema_version"] is not None:
+        lines.append(f"schema version: {health['schema_version']}")
+    if health["runs"] is not None:
+        lines.append(f"runs:           {health['runs']}")
+    return "\n".join(lines)

@@ -157,7 +157,7 @@ def record_output(store: Store, out: Output, study: str, name: str) -> None:
     if out["run"] == "train" and out["status"] in COMPLETE_STATUSES:
         lab = out["config"].get("lab")
         if lab:
-            for suffix in ("", "-wal", "-shm"):  # the run's own store: now copied
+            for suffix in ("", "-wal", "-shm", "-checked"):  # the run's own store: now copied
                 Path(f"{private_lab(lab, run_id) / DB_NAME}{suffix}").unlink(missing_ok=True)
 
 

@@ -8,6 +8,7 @@ is retried with jittered backoff while another process holds the lock.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from resnorm.errors import ConfigError
+from resnorm.store.integrity import StoreError, check_store, is_damage, record_intact
 from resnorm.store.schema import (
     APP_MARKER,
     SCHEMA,
@@ -72,6 +74,7 @@ class Database:
         Raises:
             ConfigError: (field ``"store"``) if the path holds something that is not a resnorm
                 store, which is then left untouched; or, read-only, if there is no store.
+            StoreError: If the store is damaged (see :mod:`resnorm.store.integrity`).
         """
         self.path: Path = resolve_db_path(path)
         self.folder: Path = self.path.parent
@@ -81,6 +84,9 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         exists = inspect_file(self.path)
+        self._damaged = False
+        if exists:
+            check_store(self.path)  # before any connection that could write
         if readonly:
             if not exists:
                 raise ConfigError("store", f"no resnorm store at {self.path}.")
@@ -161,6 +167,9 @@ class Database:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
+                # Its own writes are trusted: the next open skips the page check.
+                if not self._damaged and self.path.exists():
+                    record_intact(self.path)
             self._conn = None
 
     def __enter__(self: D) -> D:
@@ -202,8 +211,12 @@ class Database:
                             conn.rollback()
                         raise
                     return result
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or time.monotonic() > deadline:
+                except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    if is_damage(exc):
+                        self._damaged = True  # never written to again through this handle
+                        raise StoreError(self.path, str(exc)[:300]) from exc
+                    busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                    if not busy or time.monotonic() > deadline:
                         raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
@@ -212,6 +225,8 @@ class Database:
         """Run ``fn`` as one atomic write transaction."""
         if self.readonly:
             raise ConfigError("store", f"the store at {self.path} was opened read-only.")
+        if self._damaged:
+            raise StoreError(self.path, "damage was found while reading it")
         try:
             return self._retry(fn, begin="BEGIN IMMEDIATE")
         except sqlite3.IntegrityError as exc:

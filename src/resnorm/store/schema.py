@@ -172,6 +172,7 @@ def inspect_file(db: Path) -> bool:
 
     Raises:
         ConfigError: If the path holds something that is not a resnorm store.
+        StoreError: If it is an SQLite file that cannot be read (damaged).
     """
     if not db.exists():
         return False
@@ -198,9 +199,9 @@ def inspect_file(db: Path) -> bool:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(
-            "store",
-            f"{db} starts like an SQLite database but cannot be read ({exc}); it is not a "
-            "usable resnorm store.",
+        from resnorm.store.integrity import StoreError
+
+        raise StoreError(
+            db, f"it starts like an SQLite database but cannot be read: {exc}"
         ) from exc
     return check_tables(db, tables, app, version)
