@@ -35,7 +35,15 @@ from resnorm.data import DataConfig
 from resnorm.errors import ConfigError, choice_error
 from resnorm.memory import check_model_fits
 from resnorm.nn.config import ModelConfig
-from resnorm.typed import MAX_DEPTH, MAX_INT, check_depth, describe_int, from_mapping, to_dict
+from resnorm.typed import (
+    MAX_DEPTH,
+    MAX_INT,
+    check_depth,
+    describe_int,
+    from_mapping,
+    shown,
+    to_dict,
+)
 
 try:
     import tomllib
@@ -270,11 +278,15 @@ class RunConfig:
         """Build from nested user input; every error names its dotted field."""
         if not isinstance(data, Mapping):
             raise ConfigError("config", f"expected a table, got {data!r}")
+        # Before any value is shown in a message: repr() of a deep tree exhausts the stack.
+        check_depth(data, "config")
         for key in data:
             if key not in SECTIONS:
                 close = difflib.get_close_matches(str(key), SECTIONS, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(str(key), f"unknown key.{hint} Valid keys: {', '.join(SECTIONS)}")
+                raise ConfigError(
+                    shown(key), f"unknown key.{hint} Valid keys: {', '.join(SECTIONS)}"
+                )
         kwargs: dict[str, Any] = {}
         for key, section in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
             value = data.get(key, {})

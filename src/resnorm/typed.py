@@ -110,6 +110,14 @@ def describe_int(value: int) -> str:
     return f"a {digits or 'more than 4000'}-digit integer"
 
 
+def shown(key: object) -> str:
+    """A user's key as it goes into an error's field: itself, or its repr when it holds a
+    character that is not printable (a control character would break the one-line message, or
+    drive the terminal)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
+
+
 def check_depth(value: Any, field: str, limit: int = MAX_DEPTH, where: str = "") -> None:
     """Raise a ConfigError when ``value`` nests tables/lists deeper than ``limit`` levels.
 
@@ -146,7 +154,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], field: str) -> T:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             valid = ", ".join(names) if names else "(none: this takes no parameters)"
-            raise ConfigError(f"{field}.{key}", f"unknown key.{hint} Valid keys: {valid}")
+            raise ConfigError(f"{field}.{shown(key)}", f"unknown key.{hint} Valid keys: {valid}")
         kwargs[key] = coerce(value, hints[key], f"{field}.{key}")
     return cls(**kwargs)
 

@@ -23,6 +23,7 @@ from typing import Any
 from resnorm.errors import ConfigError, choice_error
 from resnorm.lab import expr as ex
 from resnorm.report.kinds import COMMON_KEYS, FIGURE_KINDS
+from resnorm.typed import shown
 
 AGGS = ("mean", "max", "min", "median", "count")
 REDUCES = ("mean", "max", "min", "first", "last")
@@ -40,7 +41,7 @@ def _keys(data: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
             close = difflib.get_close_matches(str(key), list(valid), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{where}.{key}", f"unknown key.{hint} Valid keys: {', '.join(valid)}"
+                f"{where}.{shown(key)}", f"unknown key.{hint} Valid keys: {', '.join(valid)}"
             )
 
 

@@ -58,6 +58,7 @@ from resnorm.lab.grammar import (
     to_dict,
 )
 from resnorm.lab.grammar import _keys as _unknown
+from resnorm.typed import check_depth, shown
 
 #: A study name is a file name in the lab (its manifest and report page): no separators, no
 #: leading dot, printable ASCII.
@@ -191,10 +192,10 @@ class StudySpec:
             raise ConfigError("study.parts", f"part names must differ, got {names}")
         typed = {
             "scalars": {
-                str(k): scalar_from(v, f"study.scalars.{k}") for k, v in self.scalars.items()
+                str(k): scalar_from(v, f"study.scalars.{shown(k)}") for k, v in self.scalars.items()
             },
             "quantities": {
-                str(k): quantity_from(v, f"study.quantities.{k}")
+                str(k): quantity_from(v, f"study.quantities.{shown(k)}")
                 for k, v in self.quantities.items()
             },
             "checks": tuple(check_from(c, f"study.checks[{i}]") for i, c in enumerate(self.checks)),
@@ -297,13 +298,14 @@ def axis_from_dict(data: Any, where: str) -> Axis:
         points = tuple(_table(p, f"{where}.list[{i}]") for i, p in enumerate(_list(body, where)))
         for i, p in enumerate(points):
             for k in p:
-                _check_key(str(k), f"{where}.list[{i}].{k}")
+                _check_key(str(k), f"{where}.list[{i}].{shown(k)}")
         return Axis("list", points=tuple(dict(p) for p in points))
     values = {
-        str(k): tuple(_list(v, f"{where}.{kind}.{k}")) for k, v in _table(body, where).items()
+        str(k): tuple(_list(v, f"{where}.{kind}.{shown(k)}"))
+        for k, v in _table(body, where).items()
     }
     for k in values:
-        _check_key(k, f"{where}.{kind}.{k}")
+        _check_key(k, f"{where}.{kind}.{shown(k)}")
     if kind == "zip" and len({len(v) for v in values.values()}) > 1:
         lengths = {k: len(v) for k, v in values.items()}
         raise ConfigError(f"{where}.zip", f"zipped values need equal lengths, got {lengths}")
@@ -350,6 +352,9 @@ def study_from_dict(data: Mapping[str, Any], default_name: str = "study") -> Stu
     """Validate a study's data (from TOML or JSON) into a `StudySpec`; every error names its
     field (``study.parts[0].axes[1].grid.model.n_layers``)."""
     data = _table(data, "study")
+    # Before any value is shown in a message or copied: both recurse, and a deep tree exhausts
+    # the stack (RecursionError) instead of naming the problem.
+    check_depth(data, "study")
     _unknown(data, STUDY_KEYS, "study")
     name = data.get("name", default_name)
     if "parts" in data:
