@@ -18,6 +18,7 @@ complete; a worker that dies is reported as a ``failed`` output, never as an exc
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -219,6 +220,14 @@ class RayExecutor(Executor):
         address: str | None = None,
         start_timeout: float | None = None,
     ) -> None:
+        # Here, when the executor is chosen, not at the first task: by then the lab and its
+        # store exist and every run has been planned.
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(
+                "executor",
+                "the ray executor needs Ray, which is not installed: "
+                "pip install 'resnorm[ray]' (or run with --executor local)",
+            )
         super().__init__(workers, threads or 1)
         self.address = address
         self.start_timeout = resolve_start_timeout(start_timeout)
