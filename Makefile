@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint chromium demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,23 @@ lint: venv
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 
-test: lint
+# The report tests render the HTML report in headless Chromium (Debian's package), as .ci/run
+# does: installed here when missing and we are root, else the exact command to run first.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+		&& ! command -v google-chrome >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "make test: installing chromium (apt-get) for the report tests"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "make test: the report tests need Chromium; install it first:" \
+				"sudo apt-get install -y chromium" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 demo: venv
