@@ -175,9 +175,23 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+def _check_lab_paths(args: argparse.Namespace) -> None:
+    """Refuse a lab path that cannot be a lab folder (a file, a database file name, a place
+    where no folder can be made) before any command starts work (issue 12, item 6)."""
+    from resnorm.store.labpath import check_lab
+
+    if isinstance(getattr(args, "lab", None), str):
+        check_lab(args.lab, "--lab")
+    for override in getattr(args, "override", None) or ():
+        key, sep, value = str(override).partition("=")
+        if sep and key.strip() == "lab":
+            check_lab(value.strip().strip("'\""), "lab")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_lab_paths(args)
         return int(args.handler(args))
     except ConfigError as e:
         print(f"resnorm {args.command}: error: {e}", file=sys.stderr)

@@ -30,6 +30,7 @@ from resnorm.lab.spec import TAGS, StudySpec
 from resnorm.lab.tasks import Output, private_lab, resolve, seed_fields
 from resnorm.lab.verdicts import check, quantities, run_scalars, summary, verdict
 from resnorm.store import COMPLETE_STATUSES, DB_NAME, STATUSES, Store
+from resnorm.store.labpath import check_lab
 from resnorm.store.records import Diagnostic
 
 
@@ -266,8 +267,7 @@ def run_studies(
     Raises:
         ConfigError: a study whose runs do not resolve (nothing is run then).
     """
-    lab = Path(lab)
-    lab.mkdir(parents=True, exist_ok=True)
+    lab = check_lab(lab)
     ex = (
         executor
         if isinstance(executor, Executor)
@@ -275,6 +275,8 @@ def run_studies(
     )
     start = time.perf_counter()
     planned = {s.name: plan(s, lab) for s in specs}
+    check_lab(lab, run_ids=[p.run_id for runs in planned.values() for p in runs])
+    lab.mkdir(parents=True, exist_ok=True)
     owner: dict[str, tuple[str, str]] = {}
     with Store(lab) as store, Claims(lab) as claims:
         todo: dict[str, PlannedRun] = {}
