@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ import pytest
 from resnorm.cli import main
 from resnorm.store import Store, config_hash
 from resnorm.store.integrity import StoreError, check_store, store_health
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "lab"))
+from labkit import tiny_study
 
 
 def _make_store(lab: Path) -> Path:
@@ -105,3 +110,23 @@ def test_the_full_check_runs_only_when_the_file_changed_since_last_seen(tmp_path
     with pytest.raises(StoreError):
         Store(tmp_path)
     assert stat.st_size == db.stat().st_size
+
+
+def test_study_run_on_a_damaged_store_keeps_the_manifest_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, spec = tiny_study(tmp_path)
+    lab = tmp_path / "lab"
+    _damage(_make_store(lab), "flipped page")
+    manifest = lab / "studies" / "tiny.json"
+    manifest.parent.mkdir()
+    analysis = {"verdict": "reproduced", "reason": "an earlier run"}
+    manifest.write_text(json.dumps({"spec": spec.to_dict(), "runs": [], "analysis": analysis}))
+    before = _hashes(lab)
+    argv = ["study", "run", str(path), "--lab", str(lab), "--no-progress", "--no-report"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err, err
+    after = _hashes(lab)
+    assert {k: after[k] for k in before} == before
+    assert json.loads(manifest.read_text())["analysis"] == analysis
