@@ -60,6 +60,12 @@ class Claims:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         self._held[run_id] = handle
 
+    def release(self, run_id: str) -> None:
+        """Let ``run_id`` go (once it is recorded), so a driver waiting for it goes on."""
+        handle = self._held.pop(run_id, None)
+        if handle is not None:
+            handle.close()
+
     def close(self) -> None:
         """Release every claim."""
         for handle in self._held.values():

@@ -220,8 +220,11 @@ def _execute(
     owner: Mapping[str, tuple[str, str]],
     bars: Mapping[str, Any],
     progress: bool,
+    claims: Claims,
 ) -> None:
-    """Run ``runs`` (longest first) and record each output as it arrives."""
+    """Run ``runs`` (longest first), record each output as it arrives and release its claim
+    (held until then, released at once: two drivers that wait for each other's runs never
+    wait forever)."""
     tasks = sorted(runs, key=lambda p: -p.cost())
 
     def started(task: Mapping[str, Any]) -> None:
@@ -231,6 +234,7 @@ def _execute(
         for out in ex.imap([t.task() for t in tasks], started):
             study, name = owner[out["run_id"]]
             record_output(store, out, study, name)
+            claims.release(out["run_id"])
             bars[study].update(1)
             if out["status"] == "failed" and progress:
                 bars[study].write(f"run {out['run_id']} ({name}) failed: {out['detail']}")
@@ -311,16 +315,18 @@ def run_studies(
                 store.upsert_run(p.run_id, p.config, name=p.name, study=s.name)
         bars = _bars(specs, counts, progress)
         try:
-            _execute(ex, list(todo.values()), store, owner, bars, progress)
+            _execute(ex, list(todo.values()), store, owner, bars, progress, claims)
             # Runs another driver held: wait for it to let go, then run what it left undone.
             rest = []
             for p in waiting.values():
                 claims.wait(p.run_id)
-                if not is_complete(store, p):
+                if is_complete(store, p):
+                    claims.release(p.run_id)
+                else:
                     rest.append(p)
                     counts[owner[p.run_id][0]] += 1
                     store.upsert_run(p.run_id, p.config, name=p.name, study=owner[p.run_id][0])
-            _execute(ex, rest, store, owner, bars, progress)
+            _execute(ex, rest, store, owner, bars, progress, claims)
         finally:
             for bar in bars.values():
                 bar.close()
