@@ -51,9 +51,6 @@ def test_cli_error_for_a_control_character_key_is_one_line(
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="lab/runner.py run_studies makes the lab folder before it plans"
-)
 def test_refused_study_creates_no_lab_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -67,9 +67,12 @@ def _file_stamp(db: Path) -> str:
 
 
 def record_intact(db: Path) -> None:
-    """Remember the file as intact as it is now (best effort: a read-only lab skips it)."""
+    """Remember the file as intact as it is now (best effort: a read-only lab skips it; an
+    unchanged stamp is not rewritten, so reading an unchanged store changes no file)."""
     with contextlib.suppress(OSError):
-        _stamp_path(db).write_text(_file_stamp(db))
+        stamp = _file_stamp(db)
+        if not _seen_intact(db):
+            _stamp_path(db).write_text(stamp)
 
 
 def _seen_intact(db: Path) -> bool:
