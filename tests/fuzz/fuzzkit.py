@@ -55,7 +55,7 @@ class Hang(BaseException):
 
 
 @contextmanager
-def _alarm(seconds: int) -> Iterator[None]:
+def alarm(seconds: int) -> Iterator[None]:
     def fire(signum: int, frame: Any) -> None:
         raise Hang(f"no answer within {seconds} s")
 
@@ -84,7 +84,7 @@ def guarded(folder: Path, call: Callable[[], Any]) -> bool:
     before = snapshot(folder)
     TALLY["cases"] += 1
     try:
-        with _alarm(HANG_SECONDS):
+        with alarm(HANG_SECONDS):
             call()
     except ConfigError as e:
         assert str(e).strip(), "a ConfigError without a message"
@@ -113,7 +113,7 @@ def cli_refuses(folder: Path, capsys: Any, argv: list[str]) -> None:
     TALLY["cases"] += 1
     capsys.readouterr()
     try:
-        with _alarm(HANG_SECONDS):
+        with alarm(HANG_SECONDS):
             code = main(argv)
     except Hang:
         TALLY["hangs"] += 1
