@@ -13,7 +13,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from fuzz.fuzzkit import FUZZ, alarm, cli_refuses, guarded, override, study_tree, toml_text
+from fuzz.fuzzkit import FUZZ, alarm, cli_refuses, guarded, override, toml_text
+from fuzz.studykit import study_tree
 from resnorm.errors import ConfigError
 from resnorm.lab import plan, study_from_dict
 from resnorm.lab.overrides import apply_overrides, parse_overrides, parse_seeds
