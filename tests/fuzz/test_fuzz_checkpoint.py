@@ -67,10 +67,6 @@ def test_edited_checkpoint_json_is_refused_cleanly(
         guarded(folder, lambda: load_file(path, "r1"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train/checkpoint.py load_file catches OSError/ValueError, not RecursionError",
-)
 def test_deeply_nested_checkpoint_json_is_a_config_error(tmp_path: Path) -> None:
     path = save(tmp_path, 10, {"w": torch.zeros(3)}, {"run_id": "r1"})
     path.write_bytes(b"[" * 100_000)

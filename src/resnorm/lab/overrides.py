@@ -29,6 +29,10 @@ from resnorm.lab.runner import plan, set_dotted
 from resnorm.lab.spec import TAGS, Part, StudySpec
 from resnorm.lab.tasks import config_keys, has_path, seed_fields
 
+#: Seeds one study run may ask for: each is a run per point, so a million is a typo, not a plan
+#: (and expanding such a range would hang before anything could be refused).
+MAX_SEEDS = 10_000
+
 
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"0-9"``, ``"0,1,5"``, ``"3-5,8"`` -> the seeds, in order, each once."""
@@ -43,7 +47,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             ) from None
         if first < 0 or last < first:
             raise ConfigError("--seeds", f"{item.strip()!r}: expected 0 <= first <= last")
-        seeds += [s for s in range(first, last + 1) if s not in seeds]
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ConfigError("--seeds", f"{text!r}: more than {MAX_SEEDS} seeds")
+        known = set(seeds)
+        seeds += [s for s in range(first, last + 1) if s not in known]
     return tuple(seeds)
 
 

@@ -315,6 +315,8 @@ def load_file(path: Path, run_id: str) -> Checkpoint:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError("checkpoint", f"{path} is truncated or corrupt ({e})") from None
+    except RecursionError:  # a JSON nested past the parser's stack: no checkpoint writes that
+        raise ConfigError("checkpoint", f"{path} is corrupt (nested too deeply)") from None
     step = check_meta(meta, path, run_id)
     tensors_path = path.with_suffix(".safetensors")
     try:
