@@ -23,7 +23,6 @@ from resnorm.train.summary import data_warnings, schedule_warnings
 def test_tensorboard_events_read_back_equal_the_stored_metrics_and_diagnostics(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = tiny_config(tmp_path / "lab", ['train.log=["tensorboard"]'])
@@ -133,7 +132,6 @@ def test_data_warnings_say_the_run_repeats_data_smaller_than_one_epoch(tmp_path:
 def test_a_resumed_runs_tensorboard_events_replace_those_logged_after_its_checkpoint(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     killed = sinks_module.TensorBoardSink(tmp_path, start_step=0)

@@ -93,6 +93,22 @@ def verdict_table(results: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_and_print(specs: Sequence[Any], args: argparse.Namespace) -> int:
+    """Run ``specs`` as the execution flags say, then print their verdicts and the report."""
+    from resnorm.lab.runner import run_studies
+
+    start = time.perf_counter()
+    results = run_studies(
+        specs,
+        args.lab,
+        executor=_executor(args),
+        progress=not args.no_progress,
+        report=not args.no_report,
+    )
+    _print_results(results, args.lab, time.perf_counter() - start)
+    return 0
+
+
 def _print_results(results: Sequence[Any], lab: str, seconds: float) -> None:
     print()
     print(verdict_table(results))
@@ -186,21 +202,11 @@ class StudyRun:
     def run(args: argparse.Namespace) -> int:
         def go() -> int:
             from resnorm.lab.overrides import apply_overrides, parse_overrides, parse_seeds
-            from resnorm.lab.runner import run_studies
 
             seeds = parse_seeds(args.seeds) if args.seeds is not None else None
             spec = _spec(args.study, args.scale)
             spec = apply_overrides(spec, seeds, parse_overrides(args.override))
-            start = time.perf_counter()
-            results = run_studies(
-                [spec],
-                args.lab,
-                executor=_executor(args),
-                progress=not args.no_progress,
-                report=not args.no_report,
-            )
-            _print_results(results, args.lab, time.perf_counter() - start)
-            return 0
+            return _run_and_print([spec], args)
 
         return _guard("resnorm study run", go)
 
@@ -286,19 +292,9 @@ class Demo:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         def go() -> int:
-            from resnorm.lab.runner import run_studies
             from resnorm.studies import demo_studies
 
-            start = time.perf_counter()
-            results = run_studies(
-                demo_studies(),
-                args.lab,
-                executor=_executor(args),
-                progress=not args.no_progress,
-                report=not args.no_report,
-            )
-            _print_results(results, args.lab, time.perf_counter() - start)
-            return 0
+            return _run_and_print(demo_studies(), args)
 
         return _guard("resnorm demo", go)
 
