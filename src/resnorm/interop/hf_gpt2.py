@@ -66,8 +66,17 @@ def fused_qkv(t: Tensors, src: str, d: int) -> tuple[Tensor, Tensor]:
 def gpt2_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
     """Each tensor is its own contiguous copy, not a view: the model is filled with them as they
     are (``assign=True``), and the fused or transposed source is freed layer by layer."""
-    d = cfg["d_model"]
     out = {"embed.tok.weight": t.take("wte.weight"), "embed.pos.weight": t.take("wpe.weight")}
+    out.update(gpt_blocks(t, cfg))
+    linear(out, "decoder.final_norm", t, "ln_f", bias=True)
+    lm_head(out, cfg["tie_embeddings"], t)
+    return out
+
+
+def gpt_blocks(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """The ``h.<i>`` blocks of GPT-2 and GPT-1 (the same Conv1D layout; they differ only in
+    where the norms sit, which the topology says, and in GPT-2's final norm)."""
+    d, out = cfg["d_model"], {}
     for i in range(cfg["n_layers"]):
         src, dst = f"h.{i}", f"decoder.layers.{i}"
         weight, bias = fused_qkv(t, f"{src}.attn.c_attn", d)
@@ -80,8 +89,6 @@ def gpt2_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
         conv1d(out, f"{dst}.mlp.down", t, f"{src}.mlp.c_proj")
         linear(out, f"{dst}.norm_attn", t, f"{src}.ln_1", bias=True)
         linear(out, f"{dst}.norm_mlp", t, f"{src}.ln_2", bias=True)
-    linear(out, "decoder.final_norm", t, "ln_f", bias=True)
-    lm_head(out, cfg["tie_embeddings"], t)
     return out
 
 

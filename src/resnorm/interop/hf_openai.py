@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import Tensor
 
-from resnorm.interop.hf_common import Converter, HFConfig, Tensors, linear, lm_head, register, tied
-from resnorm.interop.hf_gpt2 import conv1d, fused_qkv
+from resnorm.interop.hf_common import Converter, HFConfig, Tensors, lm_head, register, tied
+from resnorm.interop.hf_gpt2 import gpt_blocks
 
 # modeling_openai.ACT_FNS -> resnorm `mlp` (its "silu"/"swish" MLP is not gated: no resnorm mlp).
 ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu"}
@@ -46,22 +46,11 @@ def openai_config(hf: HFConfig, t: Tensors, has_head: bool) -> dict[str, Any]:
 
 
 def openai_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
-    d = cfg["d_model"]
     out = {
         "embed.tok.weight": t.take("tokens_embed.weight"),
         "embed.pos.weight": t.take("positions_embed.weight"),
     }
-    for i in range(cfg["n_layers"]):
-        src, dst = f"h.{i}", f"decoder.layers.{i}"
-        weight, bias = fused_qkv(t, f"{src}.attn.c_attn", d)
-        for name, w, b in zip("qkv", weight.split(d, dim=1), bias.split(d), strict=True):
-            out[f"{dst}.attn.{name}_proj.weight"] = w.t().contiguous()
-            out[f"{dst}.attn.{name}_proj.bias"] = b.clone()
-        conv1d(out, f"{dst}.attn.o_proj", t, f"{src}.attn.c_proj")
-        conv1d(out, f"{dst}.mlp.up", t, f"{src}.mlp.c_fc")
-        conv1d(out, f"{dst}.mlp.down", t, f"{src}.mlp.c_proj")
-        linear(out, f"{dst}.norm_attn", t, f"{src}.ln_1", bias=True)
-        linear(out, f"{dst}.norm_mlp", t, f"{src}.ln_2", bias=True)
+    out.update(gpt_blocks(t, cfg))  # GPT-2's block layout; GPT-1 has no final norm
     lm_head(out, cfg["tie_embeddings"], t)
     return out
 
