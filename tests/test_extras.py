@@ -75,5 +75,6 @@ def test_load_results_as_frame_without_pandas_names_the_extra(
     from resnorm.store import load_results
 
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(ImportError, match=r"resnorm\[report\]"):
+    with pytest.raises(ConfigError, match=r"as_frame: .*resnorm\[report\]"):
         load_results(tmp_path, as_frame=True)
+    assert not list(tmp_path.iterdir()), "nothing is written before the missing extra is named"

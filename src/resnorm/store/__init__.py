@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resnorm.errors import ConfigError
 from resnorm.store.records import (
     COMPLETE_STATUSES,
     STATUSES,
@@ -80,12 +81,14 @@ def load_results(
         them).
 
     Raises:
-        ConfigError: If there is no resnorm store at ``path`` or ``kind`` is unknown.
-        ImportError: If ``as_frame=True`` and pandas is not installed.
+        ConfigError: If there is no resnorm store at ``path``, ``kind`` is unknown, or
+            ``as_frame=True`` and pandas (the ``report`` extra) is not installed.
     """
     pd = _pandas() if as_frame is not False else None
     if as_frame and pd is None:
-        raise ImportError("load_results(as_frame=True) needs pandas: pip install 'resnorm[report]'")
+        raise ConfigError(
+            "as_frame", "a DataFrame needs pandas, not installed: pip install 'resnorm[report]'"
+        )
     if isinstance(path, Store):
         rows = query_records(path, kind, study=study, run_id=run_id)
     else:
