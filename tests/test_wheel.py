@@ -2,9 +2,10 @@
 
 The wheel is built from a copy of the sources, installed with ``--no-deps`` into a fresh venv that
 sees only the core dependencies' distributions (linked from this environment, so no download:
-torch, numpy, matplotlib, ... and what they require, but not the checkout, pandas, Ray or
-transformers), and run from a folder outside the checkout: ``resnorm demo --help``, a quick study
-that writes its report, and the optional features, which name their extra before any work.
+torch, numpy, matplotlib, ... and what they require, but not the checkout, pandas, Ray,
+transformers or TensorBoard), and run from a folder outside the checkout: ``resnorm demo --help``,
+a quick study that writes its report, and the optional features, which name their extra before
+any work.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("pandas", "ray", "transformers")  # what the extras install: absent from the fresh venv
+#: What the extras install: absent from the fresh venv.
+EXTRAS = ("pandas", "ray", "transformers", "tensorboard")
 
 
 def _requirement_names(dist: metadata.Distribution) -> list[str]:
@@ -135,6 +137,11 @@ def test_a_missing_extra_is_named_before_any_work(fresh: Path, tmp_path: Path) -
     assert out.returncode == 2, out.stdout + out.stderr
     assert "resnorm[ray]" in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
     assert not lab.exists(), "nothing is written before the missing extra is reported"
+    sink = ("train", "--lab", str(lab), "--no-progress", "-o", 'train.log=["tensorboard"]')
+    out = _run(fresh, tmp_path, str(fresh / "resnorm"), *sink)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "resnorm[tensorboard]" in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert not lab.exists()
     probe = (
         "from resnorm.errors import ConfigError\n"
         "from resnorm.store import load_results\n"
