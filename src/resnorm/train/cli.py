@@ -71,17 +71,22 @@ def environment_message(exc: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``resnorm train`` with parsed ``args``; returns the exit status."""
     from resnorm.config import load_config
+    from resnorm.store.labpath import check_lab
     from resnorm.train.lineage import child_config
     from resnorm.train.loop import INTERRUPTED_EXIT, train
 
     try:
         if getattr(args, "parent", None):
             lab = args.lab or (load_config(args.config).lab if args.config else "lab")
+            check_lab(lab, "--lab" if args.lab else "lab")  # the parent is read from it
             cfg = child_config(args.parent, lab, args.override, args.config)
         else:
             cfg = load_config(args.config, args.override)
         if args.lab:
             cfg = cfg.replace(lab=args.lab)
+        # The lab, wherever it came from (--lab, -o lab=, the TOML's `lab`), and this run's
+        # folders in it, before the store is opened or anything is written.
+        check_lab(cfg.lab, "--lab" if args.lab else "lab", run_ids=[cfg.run_id])
         result = train(cfg, progress=not args.no_progress)
     except ConfigError as e:
         if _is_main():
