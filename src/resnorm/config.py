@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnorm.data import DataConfig
+from resnorm.data import DataConfig, objectives
 from resnorm.errors import ConfigError, choice_error
 from resnorm.memory import check_model_fits
 from resnorm.nn.config import ModelConfig
@@ -221,12 +221,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         m, d, t = self.model, self.data, self.train
-        if m.kind != "decoder":
-            raise ConfigError(
-                "model.kind",
-                f"training needs a causal language model (decoder): the data gives next-token "
-                f"targets, which a {m.kind!r} model would see in its input",
-            )
+        objectives.check(d.objective, d.source, m.kind)
+        resolved = objectives.resolve(d.objective, m.kind, d.source)
+        if resolved != d.objective:
+            object.__setattr__(self, "data", dataclasses.replace(d, objective=resolved))
+            d = self.data
         if d.seq_len > m.max_seq_len:
             raise ConfigError(
                 "data.seq_len", f"{d.seq_len} exceeds model.max_seq_len = {m.max_seq_len}"
@@ -248,6 +247,8 @@ class RunConfig:
         out: dict[str, Any] = to_dict(self)
         if out["parent"] is None:
             del out["parent"]
+        if out["data"]["objective"] == "causal_lm":  # the only one before there were others
+            del out["data"]["objective"]
         if not out["train"]["log"]:
             del out["train"]["log"]
         return out

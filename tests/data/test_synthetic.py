@@ -60,7 +60,7 @@ def test_same_generator_seed_gives_identical_batches_and_another_seed_differs(na
     assert not torch.equal(a[0], c[0])
 
 
-@pytest.mark.parametrize("name", TASKS.names())
+@pytest.mark.parametrize("name", [n for n in TASKS.names() if n != "addition"])
 def test_uniform_loss_is_the_entropy_of_the_answer_tokens(name: str) -> None:
     """Answers are uniform over V_eff tokens, so ln(V_eff) is what a context-free model reaches."""
     task = TASKS.get(name)(vocab_size=12, seq_len=64)

@@ -84,7 +84,7 @@ def test_unknown_key_suggests_the_closest(override: str, field: str, hint: str) 
         ("model.n_layers.x=1", "model.n_layers"),
         ("train.grad_accum=3", "train.grad_accum"),  # 3 does not divide batch_size 32
         ("data.seq_len=512", "data.seq_len"),  # > model.max_seq_len
-        ("model.kind=encoder", "model.kind"),
+        ("data.objective=mlm", "data.objective"),  # a decoder trains causal_lm only
         ("nonsense", "override"),
     ],
 )

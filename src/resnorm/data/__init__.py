@@ -7,6 +7,7 @@ global batch.
 
 from __future__ import annotations
 
+from resnorm.data.batch import Batch, batch_chunks, batch_rows, batch_to, call_model
 from resnorm.data.loader import (
     SOURCES,
     Data,
@@ -17,15 +18,18 @@ from resnorm.data.loader import (
     build_data,
     stream_seed,
 )
+from resnorm.data.objectives import KIND_OBJECTIVES, OBJECTIVES, PAIR_TASKS
 from resnorm.data.synthetic import (
     IGNORE_INDEX,
     TASKS,
+    AdditionParams,
     AssociativeRecallParams,
     CopyParams,
     LongRangeParams,
     ReverseParams,
     SortingParams,
     TaskParams,
+    TranslateParams,
 )
 from resnorm.data.text import (
     BUILTIN_FILES,
@@ -40,9 +44,14 @@ __all__ = [
     "BUILTIN_FILES",
     "FILE_SEPARATOR",
     "IGNORE_INDEX",
+    "KIND_OBJECTIVES",
+    "OBJECTIVES",
+    "PAIR_TASKS",
     "SOURCES",
     "TASKS",
+    "AdditionParams",
     "AssociativeRecallParams",
+    "Batch",
     "CopyParams",
     "Corpus",
     "Data",
@@ -54,7 +63,12 @@ __all__ = [
     "TaskData",
     "TaskParams",
     "TextData",
+    "TranslateParams",
+    "batch_chunks",
+    "batch_rows",
+    "batch_to",
     "build_data",
+    "call_model",
     "load_builtin",
     "load_hf",
     "load_text",

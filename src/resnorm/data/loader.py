@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-from resnorm.data.synthetic import TASKS, Batch, TaskParams
+from resnorm.data import objectives
+from resnorm.data.batch import Batch, batch_rows
+from resnorm.data.synthetic import TASKS, TaskParams, _PromptAnswerTask
 from resnorm.data.text import VOCAB_SIZE, Corpus, load_builtin, load_hf, load_text
 from resnorm.errors import ConfigError, choice_error
 from resnorm.typed import describe_int, from_mapping
@@ -62,6 +64,10 @@ class DataConfig:
         params: a task's parameters (see `resnorm.data.synthetic`, e.g. vocab_size, distance);
             for "hf": split, text_column; none for "builtin" and "text".
         val_fraction: share of the byte stream (its end) held out for validation.
+        objective: what the model learns to predict (`resnorm.data.objectives`): ``auto``
+            (picked by the model kind and source), ``causal_lm``, ``mlm``, ``seq2seq`` or
+            ``span_corruption``. A run's stored config holds the resolved one, and leaves it
+            out when it is ``causal_lm`` (so decoder runs keep the ids they had before).
     """
 
     source: str = "builtin"
@@ -71,10 +77,12 @@ class DataConfig:
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.1
+    objective: str = "auto"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise choice_error("data.source", self.source, SOURCES)
+        objectives.check(self.objective, self.source)
         for name, (minimum, maximum) in BOUNDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -157,9 +165,8 @@ class Data:
             raise ConfigError(
                 "data.batch_size", f"{B} does not split evenly across {world_size} ranks"
             )
-        x, y = self._train_sample(_generator("train", self.cfg.seed, step), B)
-        rows = slice(rank * B // world_size, (rank + 1) * B // world_size)
-        return x[rows], y[rows]
+        batch = self._train_sample(_generator("train", self.cfg.seed, step), B)
+        return batch_rows(batch, slice(rank * B // world_size, (rank + 1) * B // world_size))
 
     def val_batches(self, n: int) -> list[Batch]:
         """The first `n` validation batches, each (batch_size, seq_len); the same on every call,
@@ -178,7 +185,18 @@ class Data:
             "unigram_loss": self.unigram_loss,
             "torch": torch.__version__,  # the generators' streams are torch's
             **self._describe(),
+            **(objectives.describe(self.objective, self.cfg.seq_len) if self.text_like else {}),
         }
+
+    @property
+    def objective(self) -> str:
+        """The concrete objective (``auto`` means a decoder's: ``causal_lm``)."""
+        return objectives.resolve(self.cfg.objective, "decoder", self.cfg.source)
+
+    @property
+    def text_like(self) -> bool:
+        """Whether the batches are not plain next-token ones (the objective is recorded)."""
+        return self.objective != "causal_lm"
 
     def _train_sample(self, generator: torch.Generator, batch_size: int) -> Batch:
         raise NotImplementedError
@@ -194,15 +212,19 @@ class TaskData(Data):
     """A synthetic task: every batch freshly generated."""
 
     def __init__(self, cfg: DataConfig, task: TaskParams) -> None:
-        loss = task.uniform_loss  # answers are uniform over V_eff tokens in every task
-        super().__init__(cfg, task.vocab_size, loss, loss)
+        super().__init__(cfg, task.vocab_size, task.uniform_loss, task.unigram_loss)
         self.task = task
+        if self.objective == "seq2seq":
+            assert isinstance(task, _PromptAnswerTask), "DataConfig checks seq2seq's source"
+            self._sample = task.sample_seq2seq
+        else:
+            self._sample = task.sample
 
     def _train_sample(self, generator: torch.Generator, batch_size: int) -> Batch:
-        return self.task.sample(batch_size, generator)
+        return self._sample(batch_size, generator)
 
     def _val_batch(self, index: int) -> Batch:
-        return self.task.sample(self.cfg.batch_size, _generator("val", index))
+        return self._sample(self.cfg.batch_size, _generator("val", index))
 
     def _describe(self) -> dict[str, Any]:
         return {"params": dataclasses.asdict(self.task)}
@@ -222,22 +244,33 @@ class TextData(Data):
         counts = torch.bincount(self.stream[1 : self.n_train], minlength=VOCAB_SIZE).double()
         p = counts[counts > 0] / counts.sum()
         unigram = float(-(p * p.log()).sum())
-        super().__init__(cfg, VOCAB_SIZE, math.log(VOCAB_SIZE), unigram)
+        objective = objectives.resolve(cfg.objective, "decoder", cfg.source)
+        vocab = objectives.vocab_size(objective, T)
+        super().__init__(cfg, vocab, math.log(VOCAB_SIZE), unigram)
+        # A causal window holds T inputs and the byte after them; the others T bytes.
+        self.span = T + 1 if objective == "causal_lm" else T
 
-    def _windows(self, starts: torch.Tensor) -> Batch:
-        idx = starts[:, None] + torch.arange(self.cfg.seq_len + 1)  # (B, T+1)
+    def _windows(self, starts: torch.Tensor, generator: torch.Generator) -> Batch:
+        idx = starts[:, None] + torch.arange(self.span)  # (B, span)
         w = self.stream[idx].long()
+        if self.objective == "mlm":
+            masked, labels = objectives.mask_tokens(w, generator)
+            return {"input_ids": masked}, labels
+        if self.objective == "span_corruption":
+            return objectives.corrupt_spans(w, generator)
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
     def _train_sample(self, generator: torch.Generator, batch_size: int) -> Batch:
-        last = self.n_train - (self.cfg.seq_len + 1)  # windows end inside the training split
-        return self._windows(torch.randint(0, last + 1, (batch_size,), generator=generator))
+        last = self.n_train - self.span  # windows end inside the training split
+        starts = torch.randint(0, last + 1, (batch_size,), generator=generator)
+        return self._windows(starts, generator)
 
     def _val_batch(self, index: int) -> Batch:
-        B, span = self.cfg.batch_size, self.cfg.seq_len + 1
+        B, span = self.cfg.batch_size, self.span
         # Consecutive windows; past the end of the split they wrap with a shifted phase.
         k = torch.arange(index * B, (index + 1) * B)
-        return self._windows(self.n_train + (k * span) % (self.n_val - span + 1))
+        starts = self.n_train + (k * span) % (self.n_val - span + 1)
+        return self._windows(starts, _generator("val-objective", index))
 
     def _describe(self) -> dict[str, Any]:
         n = len(self.corpus.data)

@@ -28,6 +28,8 @@ IGNORE_INDEX = -100
 """Target value of unsupervised positions (the default `ignore_index` of `F.cross_entropy`)."""
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: ``(model keyword inputs, labels)`` of a sequence-to-sequence batch.
+Seq2SeqBatch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 
 def _name(attr: str) -> str:
@@ -70,6 +72,12 @@ class TaskParams:
         """Loss (nats/token) of the uniform predictor over answer tokens: ln(V_eff)."""
         return math.log(self.n_answer_tokens)
 
+    @property
+    def unigram_loss(self) -> float:
+        """Loss (nats/token) of the best context-free predictor of answer tokens: their
+        entropy, ln(V_eff) for every task whose answers are uniform."""
+        return self.uniform_loss
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A batch (input_ids, targets), each (batch_size, seq_len), drawn from `generator`."""
         raise NotImplementedError
@@ -84,11 +92,30 @@ TASKS: Registry[type[TaskParams]] = Registry("task")
 
 
 @dataclass(frozen=True)
-class _PromptAnswerTask(TaskParams):
-    """`prompt SEP answer PAD...`: a prompt of `length` data tokens, then its transformation.
+class Pairs:
+    """The (source, target) sequences of a batch of a pair task, right-padded with PAD.
 
-    Only the answer is supervised (from the SEP position on). `length` defaults to the longest that
-    fits: `seq_len // 2`.
+    Attributes:
+        source: (B, S) prompt tokens, S the task's longest prompt.
+        source_len: (B,) tokens of each prompt.
+        target: (B, L) answer tokens, L the task's longest answer.
+        target_len: (B,) tokens of each answer.
+    """
+
+    source: torch.Tensor
+    source_len: torch.Tensor
+    target: torch.Tensor
+    target_len: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _PromptAnswerTask(TaskParams):
+    """A pair task: a prompt of data tokens and its transformation, the answer.
+
+    A causal LM sees one stream ``prompt SEP answer PAD...`` (`sample`), supervised on the answer
+    only (from the SEP position on). A sequence-to-sequence model reads the prompt in its encoder
+    and the answer in its decoder (`sample_seq2seq`). `length` (prompt tokens) defaults to the
+    longest that fits the causal stream: `seq_len // 2`.
     """
 
     length: int | None = None
@@ -96,6 +123,9 @@ class _PromptAnswerTask(TaskParams):
     PAD: ClassVar[int] = 0
     SEP: ClassVar[int] = 1
     n_special: ClassVar[int] = 2
+    #: Whether prompts and answers vary in length within a batch (then the encoder gets an
+    #: attention mask).
+    variable: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,24 +146,69 @@ class _PromptAnswerTask(TaskParams):
         assert self.length is not None, "length is resolved in __post_init__"
         return self.length
 
+    @property
+    def max_source_len(self) -> int:
+        return self.prompt_len
+
+    @property
+    def max_target_len(self) -> int:
+        return self.prompt_len
+
     def answer(self, prompt: torch.Tensor) -> torch.Tensor:
         """The answer tokens for each (B, L) prompt."""
         raise NotImplementedError
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+    def pairs(self, batch_size: int, generator: torch.Generator) -> Pairs:
+        """A batch of (prompt, answer) pairs drawn from `generator`."""
         L = self.prompt_len
         prompt = torch.randint(
             self.n_special, self.vocab_size, (batch_size, L), generator=generator
         )
+        lengths = torch.full((batch_size,), L, dtype=torch.long)
+        return Pairs(prompt, lengths, self.answer(prompt), lengths)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """The causal-LM batch: ``prompt SEP answer PAD...``, loss on the answer."""
+        p = self.pairs(batch_size, generator)
+        n, m = p.source_len[:, None], p.target_len[:, None]
+        pos = torch.arange(self.seq_len + 1)[None, :]
         s = torch.full((batch_size, self.seq_len + 1), self.PAD, dtype=torch.long)
-        s[:, :L] = prompt
-        s[:, L] = self.SEP
-        s[:, L + 1 : 2 * L + 1] = self.answer(prompt)
+        src = torch.nn.functional.pad(p.source, (0, self.seq_len + 1 - p.source.shape[1]))
+        s = torch.where(pos < n, src, s)
+        s = torch.where(pos == n, self.SEP, s)
+        k = (pos - n - 1).clamp(0, p.target.shape[1] - 1)  # index into the answer
+        in_answer = (pos > n) & (pos <= n + m)
+        s = torch.where(in_answer, p.target.gather(1, k.expand(batch_size, -1)), s)
         x, y = self._split(s)
-        # s[L+1 : 2L+1] is the answer, i.e. targets L .. 2L-1 (predicted from SEP onwards).
-        y[:, :L] = IGNORE_INDEX
-        y[:, 2 * L :] = IGNORE_INDEX
+        # The answer s[n+1 .. n+m] is targets n .. n+m-1 (predicted from SEP onwards).
+        t = pos[:, :-1]
+        y[(t < n) | (t >= n + m)] = IGNORE_INDEX
         return x, y
+
+    def sample_seq2seq(self, batch_size: int, generator: torch.Generator) -> Seq2SeqBatch:
+        """The sequence-to-sequence batch of the same pairs (the same draws as `sample`).
+
+        The encoder reads the prompt; the decoder reads ``SEP answer`` (SEP starts it) and
+        predicts ``answer SEP`` (SEP ends it, so a greedy decoder knows where to stop), with
+        teacher forcing; positions past the end are `IGNORE_INDEX`. A causal decoder's real
+        positions never see its right padding, so the decoder needs no padding mask; the
+        encoder gets ``attention_mask`` when prompts vary in length.
+        """
+        p = self.pairs(batch_size, generator)
+        B, L = batch_size, self.max_target_len
+        m = p.target_len[:, None]
+        pos = torch.arange(L + 1)[None, :]
+        tgt = torch.nn.functional.pad(p.target, (0, L + 1 - p.target.shape[1]), value=self.PAD)
+        labels = torch.where(pos < m, tgt, torch.full_like(tgt, IGNORE_INDEX))
+        labels = torch.where(pos == m, self.SEP, labels)
+        dec = torch.cat([torch.full((B, 1), self.SEP, dtype=torch.long), tgt[:, :L]], dim=1)
+        dec = torch.where(pos <= m, dec, self.PAD)
+        source = torch.nn.functional.pad(p.source, (0, self.max_source_len - p.source.shape[1]))
+        inputs = {"input_ids": source, "decoder_input_ids": dec}
+        if self.variable:
+            keep = torch.arange(self.max_source_len)[None, :] < p.source_len[:, None]
+            inputs["attention_mask"] = keep.long()
+        return inputs, labels
 
 
 @TASKS.register("copy")
@@ -167,6 +242,152 @@ class SortingParams(_PromptAnswerTask):
 
     def answer(self, prompt: torch.Tensor) -> torch.Tensor:
         return prompt.sort(dim=1).values
+
+
+@TASKS.register("translate")
+@dataclass(frozen=True)
+class TranslateParams(_PromptAnswerTask):
+    """A deterministic "translation": every token through a fixed random mapping (the lexicon),
+    then the order reversed within consecutive blocks of `window` tokens (local reordering):
+    `a b c d e SEP B' A' D' C' E'` for window 2, with `X'` the mapping of `x`.
+
+    The lexicon is a permutation of the data tokens drawn from `mapping_seed`, the same for
+    every batch and seed of a run. Difficulty grows with `length`, `vocab_size` (lexicon size)
+    and `window` (1: word-for-word; `length`: the reverse of the mapped prompt).
+    """
+
+    window: int = 3
+    mapping_seed: int = 0
+
+    name: ClassVar[str] = "translate"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int(self, "window", 1)
+        _check_int(self, "mapping_seed", 0)
+        if self.mapping_seed >= 2**63:
+            raise ConfigError(_name("mapping_seed"), f"got {self.mapping_seed}, must be < 2**63")
+
+    def lexicon(self) -> torch.Tensor:
+        """(vocab_size,) the token each token translates to (special tokens map to themselves)."""
+        g = torch.Generator().manual_seed(self.mapping_seed)
+        data = torch.randperm(self.n_answer_tokens, generator=g) + self.n_special
+        return torch.cat([torch.arange(self.n_special), data])
+
+    def answer(self, prompt: torch.Tensor) -> torch.Tensor:
+        mapped = self.lexicon()[prompt]
+        L, w = mapped.shape[1], self.window
+        # Reverse inside blocks [0, w), [w, 2w), ...; the last block may be shorter.
+        pos = torch.arange(L)
+        start = pos // w * w
+        end = torch.clamp(start + w, max=L)
+        return mapped[:, start + end - 1 - pos]
+
+
+@TASKS.register("addition")
+@dataclass(frozen=True)
+class AdditionParams(_PromptAnswerTask):
+    """The sum of two numbers written as decimal digits, most significant first:
+    `1 2 + 9 SEP 2 1` (12 + 9 = 21).
+
+    Each operand has a number of digits drawn uniformly from 1 to `digits`, then a value
+    uniform among the numbers with that many digits (0 counts as one digit), so prompts and
+    answers vary in length: the causal stream pads after the answer, the encoder gets an
+    attention mask. Tokens: PAD 0, SEP 1, PLUS 2, the digits 0-9 as 3-12 (ids from 13 up, when
+    ``vocab_size`` > 13, are never used). `digits` defaults to the most that fit seq_len: the
+    longest prompt (2 digits + 1) + SEP + the longest answer (digits + 1) <= seq_len + 1.
+    """
+
+    vocab_size: int = 13
+    digits: int | None = None
+
+    PLUS: ClassVar[int] = 2
+    FIRST_DIGIT: ClassVar[int] = 3
+    n_special: ClassVar[int] = 3
+    variable: ClassVar[bool] = True
+    name: ClassVar[str] = "addition"
+    MAX_DIGITS: ClassVar[int] = 15  # operands drawn through float64 stay exact
+
+    def __post_init__(self) -> None:
+        TaskParams.__post_init__(self)
+        _check_int(self, "vocab_size", 13, " (PAD, SEP, PLUS and the 10 digits)")
+        if self.length is not None:
+            raise ConfigError(
+                _name("length"), "addition has no length; set data.params.digits instead"
+            )
+        if self.digits is None:
+            object.__setattr__(self, "digits", max(1, min((self.seq_len - 2) // 3, 15)))
+        _check_int(self, "digits", 1)
+        d = self.n_digits
+        if d > self.MAX_DIGITS:
+            raise ConfigError(_name("digits"), f"got {d}, must be <= {self.MAX_DIGITS}")
+        if 3 * d + 2 > self.seq_len:
+            raise ConfigError(
+                _name("digits"),
+                f"got {d}; a prompt of 2 * {d} + 1 tokens, SEP and an answer of {d} + 1 need "
+                f"seq_len >= {3 * d + 2}, have {self.seq_len}",
+            )
+
+    @property
+    def n_digits(self) -> int:
+        assert self.digits is not None, "digits is resolved in __post_init__"
+        return self.digits
+
+    @property
+    def n_answer_tokens(self) -> int:
+        return 10
+
+    @property
+    def unigram_loss(self) -> float:
+        """The entropy of the answers' digits (below ln 10: a sum's leading digit is small more
+        often), estimated on 8,192 sums drawn from a fixed seed."""
+        p = self.pairs(8192, torch.Generator().manual_seed(0))
+        digits = p.target[torch.arange(p.target.shape[1])[None, :] < p.target_len[:, None]]
+        freq = torch.bincount(digits).double()
+        freq = freq[freq > 0] / freq.sum()
+        return float(-(freq * freq.log()).sum())
+
+    @property
+    def max_source_len(self) -> int:
+        return 2 * self.n_digits + 1
+
+    @property
+    def max_target_len(self) -> int:
+        return self.n_digits + 1
+
+    def _operand(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        k = torch.randint(1, self.n_digits + 1, (batch_size,), generator=generator)
+        low = torch.where(k > 1, 10 ** (k - 1), torch.zeros_like(k))
+        u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+        return low + (u * (10**k - low).double()).long()
+
+    def _digits(self, n: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, width) digit tokens of ``n``, most significant first, left-aligned and
+        PAD-padded, and (B,) their count."""
+        powers = 10 ** torch.arange(width - 1, -1, -1)  # 10^(width-1) .. 1
+        digit = n[:, None] // powers % 10  # (B, width), leading zeros included
+        count = torch.clamp((n[:, None] >= powers).sum(1), min=1)  # digits of n; 0 has one
+        shift = width - count  # drop the leading zeros: row b starts at shift[b]
+        idx = (torch.arange(width)[None, :] + shift[:, None]).clamp(max=width - 1)
+        out = digit.gather(1, idx) + self.FIRST_DIGIT
+        out = torch.where(torch.arange(width)[None, :] < count[:, None], out, self.PAD)
+        return out, count
+
+    def pairs(self, batch_size: int, generator: torch.Generator) -> Pairs:
+        d = self.n_digits
+        a, b = self._operand(batch_size, generator), self._operand(batch_size, generator)
+        da, na = self._digits(a, d)
+        db, nb = self._digits(b, d)
+        S = self.max_source_len
+        pos = torch.arange(S)[None, :]
+        src = torch.full((batch_size, S), self.PAD, dtype=torch.long)
+        src[:, :d] = da
+        src = torch.where(pos == na[:, None], self.PLUS, src)
+        k = (pos - na[:, None] - 1).clamp(0, d - 1)
+        second = (pos > na[:, None]) & (pos <= (na + nb)[:, None])
+        src = torch.where(second, db.gather(1, k), src)
+        total, n_total = self._digits(a + b, d + 1)
+        return Pairs(src, na + nb + 1, total, n_total)
 
 
 @TASKS.register("associative_recall")

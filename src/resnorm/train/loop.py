@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from resnorm.config import RunConfig
-from resnorm.data import IGNORE_INDEX, Data, build_data
+from resnorm.data import IGNORE_INDEX, Data, TaskData, build_data
+from resnorm.data.batch import Batch, batch_chunks, batch_to, call_model
 from resnorm.diagnostics.gradients import total_grad_norm
 from resnorm.errors import ConfigError
 from resnorm.nn.model import Transformer, build_model
@@ -100,19 +101,45 @@ def token_loss_sum(logits: Tensor, targets: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: list[tuple[Tensor, Tensor]], device: torch.device, autocast: Any
-) -> float:
-    """Mean loss per supervised token over ``batches``, in eval mode."""
+    model: nn.Module,
+    batches: list[Batch],
+    device: torch.device,
+    autocast: Any = nullcontext,
+    *,
+    exact_match: bool = False,
+) -> dict[str, float]:
+    """The objective's metrics over ``batches``, in eval mode.
+
+    Returns:
+        ``val_loss``: mean cross-entropy per supervised token (nats);
+        ``val_accuracy``: share of supervised tokens whose argmax prediction is the target
+        (next-token accuracy; the masked positions' for masked LM; teacher-forced for seq2seq);
+        ``val_exact_match`` (when ``exact_match``, for tasks): share of sequences whose every
+        supervised token is predicted. For a seq2seq answer this is greedy decoding's exact
+        match too: greedy decoding emits the target as long as every teacher-forced argmax
+        is right, so the two agree sequence by sequence.
+    """
     was_training = model.training
     model.eval()
     total, count = torch.zeros((), dtype=torch.float64), 0
-    for x, y in batches:
+    correct, rows, exact = 0, 0, 0
+    for batch in batches:
+        inputs, y = batch_to(batch, device)
         with autocast():
-            logits = model(x.to(device))
-        total += token_loss_sum(logits, y.to(device)).double().cpu()
-        count += int((y != IGNORE_INDEX).sum())
+            logits = call_model(model, inputs)
+        total += token_loss_sum(logits, y).double().cpu()
+        supervised = y != IGNORE_INDEX
+        count += int(supervised.sum())
+        hit = (logits.argmax(dim=-1) == y) & supervised
+        correct += int(hit.sum())
+        has_target = supervised.any(dim=1)
+        rows += int(has_target.sum())
+        exact += int(((hit == supervised).all(dim=1) & has_target).sum())
     model.train(was_training)
-    return float(total) / max(count, 1)
+    out = {"val_loss": float(total) / max(count, 1), "val_accuracy": correct / max(count, 1)}
+    if exact_match:
+        out["val_exact_match"] = exact / max(rows, 1)
+    return out
 
 
 def environment(
@@ -175,9 +202,13 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool, summary: bo
     check_sinks(t.log)
     data = build_data(cfg.data)
     if data.vocab_size > cfg.model.vocab_size:
+        extra = (
+            f" (256 bytes + the {data.objective} objective's own tokens)" if data.text_like else ""
+        )
         raise ConfigError(
             "model.vocab_size",
-            f"{cfg.model.vocab_size} is smaller than the data's vocabulary ({data.vocab_size})",
+            f"{cfg.model.vocab_size} is smaller than the data's vocabulary ({data.vocab_size}"
+            f"{extra}); set model.vocab_size = {data.vocab_size}",
         )
     per_rank, rem = divmod(cfg.data.batch_size, world.world_size * t.grad_accum)
     if rem or not per_rank:
@@ -253,8 +284,9 @@ class _Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def evaluate(self) -> float:
-        return evaluate(self.model, self.val, self.device, self.autocast)
+    def evaluate(self) -> dict[str, float]:
+        tasks = isinstance(self.data, TaskData)
+        return evaluate(self.model, self.val, self.device, self.autocast, exact_match=tasks)
 
     def iteration(self, s: int, stop: bool) -> tuple[float, float, bool]:
         """Forward and backward passes of batch ``s``: (loss, grad norm, stop on any rank).
@@ -265,16 +297,14 @@ class _Trainer:
         t, world, monitor = self.t, self.world, self.probing and self.probing.monitor
         if monitor:
             monitor.before_step(s)
-        x, y = self.data.train_batch(s, world.rank, world.world_size)
-        x, y = x.to(self.device), y.to(self.device)
-        n_tokens = all_reduce_sum((y != IGNORE_INDEX).sum().double(), world).clamp_min(1)
+        batch = batch_to(self.data.train_batch(s, world.rank, world.world_size), self.device)
+        n_tokens = all_reduce_sum((batch[1] != IGNORE_INDEX).sum().double(), world).clamp_min(1)
         scale = (world.world_size / n_tokens).float()  # DDP averages gradients over ranks
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        chunks = zip(x.chunk(t.grad_accum), y.chunk(t.grad_accum), strict=True)
-        for i, (xm, ym) in enumerate(chunks):
+        for i, (xm, ym) in enumerate(batch_chunks(batch, t.grad_accum)):
             sync = self.ddp is None or i == t.grad_accum - 1
             with nullcontext() if sync else self.ddp.no_sync(), self.autocast():
-                ce = token_loss_sum(self.fwd(xm), ym)
+                ce = token_loss_sum(call_model(self.fwd, xm), ym)
                 if s == t.inject_nan_at_step and t.inject_nan_into == "loss" and i == 0:
                     ce = ce * float("nan")  # test hook: train.inject_nan_at_step
             (ce * scale).backward()
@@ -323,7 +353,7 @@ def _loop(tr: _Trainer, stop: _StopRequest, progress: bool) -> TrainResult:
     try:
         for s in range(start, t.steps):
             if main and (s == 0 or (t.eval_every and s % t.eval_every == 0)):
-                session.log(s, {"val_loss": tr.evaluate()})
+                session.log(s, tr.evaluate())
             lr = lr_at(s, t)
             set_lr(tr.optimizer, lr)
             loss, gnorm, stopping = tr.iteration(s, stop.requested)
@@ -368,8 +398,9 @@ def _finish(tr: _Trainer, last: dict[str, float]) -> TrainResult:
     t, session, data = tr.t, tr.session, tr.data
     summary = {**last, "step": t.steps, **_reference_losses(data)}
     if tr.world.is_main:
-        summary["val_loss"] = tr.evaluate()
-        session.log(t.steps, {"val_loss": summary["val_loss"]})
+        final = tr.evaluate()
+        summary.update(final)
+        session.log(t.steps, final)
     tr.checkpoint(t.steps)
     final = summary.get("val_loss", summary.get("loss", math.nan))
     detail = stuck_reason(final, data, t.stuck_margin)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
+from torch import nn
 
 from resnorm.config import RunConfig
 from resnorm.data import Data
+from resnorm.data.batch import Batch, batch_to
 from resnorm.diagnostics import PROBES, Monitor, PassProbe, run_at_init
 
 if TYPE_CHECKING:
@@ -54,11 +55,10 @@ class Probing:
         self.model, self.session, self.every = model, session, every
         self.device = next(model.parameters()).device
 
-    def at_init(self, batch: tuple[Tensor, Tensor]) -> None:
+    def at_init(self, batch: Batch) -> None:
         """Own-pass probes on ``batch`` with the weights at init (step 0)."""
         if self.passes and self.every:
-            x, y = batch
-            records = run_at_init(self.model, (x.to(self.device), y.to(self.device)), self.passes)
+            records = run_at_init(self.model, batch_to(batch, self.device), self.passes)
             self.session.log_diagnostics(0, records)
 
     def after_step(self, step: int) -> None:
