@@ -31,7 +31,17 @@ class Attention(nn.Module):
 
     Subclasses (a topology's own attention) override one step: ``project`` (x -> q, k, v),
     ``attend`` (q, k, v -> per-head outputs) or ``out`` (per-head outputs -> d_model).
+
+    ``READS`` / ``WRITES`` declare, once, the linears that read the residual stream (input
+    d_model) and the one whose output is added to it; ``SCORES`` are the reads that only form
+    the attention scores. Inits and nGPT find the matrices through these declarations
+    (:func:`resnorm.nn.init.stream_linears`), which fails loudly if a declared one is missing.
     """
+
+    READS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
+    WRITES: tuple[str, ...] = ("o_proj",)
+    SCORES: tuple[str, ...] = ("q_proj", "k_proj")
+    OPTIONAL: tuple[str, ...] = ()
 
     def __init__(self, cfg: ModelConfig, *, cross: bool = False, local: bool = False) -> None:
         super().__init__()

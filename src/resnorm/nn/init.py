@@ -15,13 +15,56 @@ from torch import nn
 from resnorm.registry import Registry
 
 if TYPE_CHECKING:
-    from resnorm.nn.model import Transformer
+    from resnorm.nn.model import Layer, Transformer
 
 InitScheme = Callable[["Transformer"], None]
 INITS: Registry[InitScheme] = Registry("init")
 
-# Residual output projections: the matrices whose output is added to the stream.
-RESIDUAL_OUT = ("attn.o_proj", "cross.o_proj", "mlp.down")
+#: What a sublayer class (Attention, MLP and their subclasses) declares about its linears.
+ROLES = ("READS", "WRITES", "SCORES")
+
+
+def stream_linears(layer: Layer, *roles: str) -> list[tuple[str, nn.Linear]]:
+    """``(name, linear)`` (``name`` like ``attn.o_proj``) for each linear of ``layer``'s
+    sublayers that the sublayer's class declares in one of ``roles``, in declaration order.
+
+    ``READS``: the linears whose input is the residual stream; ``WRITES``: those whose output is
+    added to it; ``SCORES``: the reads that only form attention scores. The declarations are a
+    contract checked here, loudly (AssertionError), so that an init never skips a matrix
+    silently: a sublayer must declare ``READS`` and ``WRITES``, each declared name must be an
+    ``nn.Linear`` (or ``None`` if listed in ``OPTIONAL``, like an ungated MLP's ``gate``), and
+    every linear the sublayer holds must be declared.
+    """
+    assert roles and set(roles) <= set(ROLES), f"roles {roles}: expected some of {ROLES}"
+    found = []
+    for s in layer.sublayers:
+        sub = getattr(layer, s, None)
+        assert isinstance(sub, nn.Module), f"layer {layer.index} has no sublayer module {s!r}"
+        kind = type(sub).__name__
+        declared = {role: tuple(getattr(sub, role, None) or ()) for role in ROLES}
+        io = declared["READS"] + declared["WRITES"]
+        assert declared["READS"] and declared["WRITES"], (
+            f"{kind} (sublayer {s!r}) declares no READS/WRITES: the inits cannot find its linears"
+        )
+        assert set(declared["SCORES"]) <= set(declared["READS"]), f"{kind}: SCORES not in READS"
+        optional = tuple(getattr(sub, "OPTIONAL", ()))
+        for name in io:
+            module = getattr(sub, name, None)
+            assert isinstance(module, nn.Linear) or (module is None and name in optional), (
+                f"{kind} (sublayer {s!r}) declares {name!r} in READS/WRITES, but its {name!r} "
+                f"is {type(module).__name__}, not an nn.Linear"
+            )
+        undeclared = [n for n, m in sub.named_modules() if isinstance(m, nn.Linear) and n not in io]
+        assert not undeclared, (
+            f"{kind} (sublayer {s!r}) holds linears {undeclared} that it does not declare in "
+            "READS or WRITES: declare them, or the inits would skip them"
+        )
+        for role in roles:
+            for name in declared[role]:
+                module = getattr(sub, name)
+                if module is not None:
+                    found.append((f"{s}.{name}", module))
+    return found
 
 
 def _linears_then_embeddings(model: Transformer, linear: Callable[[nn.Linear], object]) -> None:
@@ -42,9 +85,8 @@ def residual_projections(model: Transformer) -> list[tuple[int, int, nn.Linear]]
     for stack in model.stacks():
         depth = len(stack.layers)
         for layer in stack.layers:
-            for name, module in layer.named_modules():
-                if name in RESIDUAL_OUT:
-                    found.append((layer.index + 1, depth, module))
+            writes = stream_linears(layer, "WRITES")
+            found += [(layer.index + 1, depth, linear) for _, linear in writes]
     return found
 
 

@@ -21,7 +21,16 @@ GATED = ("swiglu", "geglu")
 
 
 class MLP(nn.Module):
-    """``down(act(up(x)))``, or gated ``down(act(gate(x)) * up(x))`` for swiglu / geglu."""
+    """``down(act(up(x)))``, or gated ``down(act(gate(x)) * up(x))`` for swiglu / geglu.
+
+    ``READS`` / ``WRITES``: the linears that read the stream and the one that writes it (see
+    :class:`~resnorm.nn.attention.Attention`); ``gate`` is ``None`` unless the MLP is gated.
+    """
+
+    READS: tuple[str, ...] = ("up", "gate")
+    WRITES: tuple[str, ...] = ("down",)
+    SCORES: tuple[str, ...] = ()
+    OPTIONAL: tuple[str, ...] = ("gate",)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

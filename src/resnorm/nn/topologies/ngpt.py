@@ -38,18 +38,13 @@ from resnorm.errors import ConfigError
 from resnorm.nn.attention import Attention
 from resnorm.nn.config import ModelConfig
 from resnorm.nn.context import Context
+from resnorm.nn.init import stream_linears
 from resnorm.nn.mlp import MLP
 from resnorm.nn.norms import l2_normalize
 from resnorm.nn.topologies.base import Branch, StackSpec, Topology, register
 
 if TYPE_CHECKING:
     from resnorm.nn.model import Layer, Stack, Transformer
-
-# Linear weights are (out, in). Matrices that read the stream have d_model as their input
-# dimension (each row is unit norm); those that write it have it as their output (each column).
-READS_STREAM = tuple(f"{s}.{p}" for s in ("attn", "cross") for p in ("q_proj", "k_proj", "v_proj"))
-READS_STREAM += ("mlp.up", "mlp.gate")
-WRITES_STREAM = ("attn.o_proj", "cross.o_proj", "mlp.down")
 
 
 @dataclass(frozen=True)
@@ -250,12 +245,12 @@ def normalize_ngpt_weights_(model_or_stack: Transformer | Stack) -> None:
         stacks = [model_or_stack]
     for stack in stacks:
         for layer in stack.layers:
-            for name, module in layer.named_modules():
-                if not isinstance(module, nn.Linear):
-                    continue
-                assert name in READS_STREAM + WRITES_STREAM, f"nGPT: unknown matrix {name}"
-                dim = 1 if name in READS_STREAM else 0
-                module.weight.copy_(l2_normalize(module.weight, dim=dim))
+            # Linear weights are (out, in): a matrix that reads the stream has d_model as its
+            # input (unit rows), one that writes it as its output (unit columns). The sublayers
+            # declare which is which; an undeclared or missing linear raises.
+            for dim, role in ((1, "READS"), (0, "WRITES")):
+                for _, linear in stream_linears(layer, role):
+                    linear.weight.copy_(l2_normalize(linear.weight, dim=dim))
 
 
 @torch.no_grad()

@@ -12,21 +12,24 @@ from torch import Tensor, nn
 
 from resnorm.errors import ConfigError
 from resnorm.nn.config import ModelConfig
+from resnorm.nn.init import stream_linears
 from resnorm.nn.topologies.base import Branch, StackSpec, Topology, register
 from resnorm.nn.topologies.placement import add_norms
 
 if TYPE_CHECKING:
     from resnorm.nn.model import Layer, Stack, Transformer
 
-# The matrices DeepNet and T-Fixup scale: values, attention output and the feed-forward.
-SCALED: tuple[str, ...] = ("attn.v_proj", "attn.o_proj", "cross.v_proj", "cross.o_proj")
-SCALED += ("mlp.up", "mlp.gate", "mlp.down")
-UNSCALED = ("attn.q_proj", "attn.k_proj", "cross.q_proj", "cross.k_proj")
 
-
-def _linears(layer: Layer, names: tuple[str, ...]) -> list[nn.Linear]:
-    modules = dict(layer.named_modules())
-    return [modules[n] for n in names if isinstance(modules.get(n), nn.Linear)]
+def _linears(layer: Layer, *, scaled: bool) -> list[nn.Linear]:
+    """The matrices DeepNet and T-Fixup scale (``scaled``: values, attention output and the
+    feed-forward) or leave at gain 1 (queries and keys), from the sublayers' declarations;
+    a declared matrix that is missing raises (see ``stream_linears``)."""
+    scores = {name for name, _ in stream_linears(layer, "SCORES")}
+    return [
+        linear
+        for name, linear in stream_linears(layer, "READS", "WRITES")
+        if (name not in scores) == scaled
+    ]
 
 
 def deepnorm_constants(spec: StackSpec) -> tuple[float, float]:
@@ -95,9 +98,9 @@ class DeepNorm(Topology):
 
     def init_(self, stack: Stack) -> None:
         for layer in stack.layers:
-            for linear in _linears(layer, SCALED):
+            for linear in _linears(layer, scaled=True):
                 nn.init.xavier_normal_(linear.weight, gain=self.beta)
-            for linear in _linears(layer, UNSCALED):
+            for linear in _linears(layer, scaled=False):
                 nn.init.xavier_normal_(linear.weight, gain=1.0)
 
 
@@ -347,10 +350,10 @@ class TFixup(Topology):
     def init_(self, stack: Stack) -> None:
         scale = tfixup_scale(self.spec)
         for layer in stack.layers:
-            for linear in _linears(layer, SCALED + UNSCALED):
+            for linear in _linears(layer, scaled=True) + _linears(layer, scaled=False):
                 nn.init.xavier_uniform_(linear.weight)
             with torch.no_grad():
-                for linear in _linears(layer, SCALED):
+                for linear in _linears(layer, scaled=True):
                     linear.weight.mul_(scale)
 
     def init_shared_(self, model: Transformer, stack: Stack) -> None:
