@@ -3,8 +3,10 @@ hand from the model's own modules, on 2-layer models with noisy weights."""
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from torch import Tensor
 
 from modeltools import branch, noisy, tiny, tokens
 from resnorm.nn.model import Transformer
+from resnorm.nn.topologies import TOPOLOGIES
 
 
 def manual(model: Transformer, ids: Tensor, step: Callable[..., Tensor]) -> Tensor:
@@ -160,3 +163,44 @@ def test_encoder_decoder_rule_covers_cross_attention() -> None:
         y = y + L.mlp(L.norm_mlp(y))
     expected = model.decoder.final_norm(y)
     torch.testing.assert_close(model.hidden(src, decoder_input_ids=tgt), expected, rtol=0, atol=0)
+
+
+# Topologies whose equation is checked by a dedicated test rather than a RULES entry:
+# name -> (file in tests/nn, test function).
+HERE = "test_equations.py"
+STREAMS_BY_HAND = ("test_streams.py", "test_output_equals_equation_by_hand_with_randomized_weights")
+DEDICATED: dict[str, tuple[str, str]] = {
+    "peri_ln": (HERE, "test_peri_ln_normalizes_embeddings_then_sandwiches"),
+    "mix_ln": (HERE, "test_mix_ln_first_floor_aL_layers_post_ln_rest_pre_ln"),
+    "b2t": (HERE, "test_b2t_adds_layer_input_before_last_norm"),
+    "normformer": (HERE, "test_normformer_headscale_post_attention_norm_and_ffn_mid_norm"),
+    "hybrid_norm": (HERE, "test_hybrid_norm_qkv_norm_attention_and_post_norm_ffn"),
+    "hyper_connections": STREAMS_BY_HAND,
+    "resi_dual": STREAMS_BY_HAND,
+    "value_residual": STREAMS_BY_HAND,
+    "denseformer": STREAMS_BY_HAND,
+    "ngpt": (
+        "test_ngpt.py",
+        "test_sublayer_update_is_norm_of_step_toward_normalized_branch",
+    ),
+}
+
+
+def test_every_registered_topology_has_an_equation_test() -> None:
+    """A new topology without a RULES entry or a dedicated equation test fails here."""
+    registered = set(TOPOLOGIES.names())
+    assert not set(RULES) & set(DEDICATED), "a topology is listed twice"
+    missing = registered - set(RULES) - set(DEDICATED)
+    assert not missing, f"no equation test for {sorted(missing)}: add a RULES entry or a test"
+    stale = (set(RULES) | set(DEDICATED)) - registered
+    assert not stale, f"equation tests for unregistered topologies {sorted(stale)}"
+
+
+@pytest.mark.parametrize("name", sorted(DEDICATED))
+def test_a_dedicated_equation_test_exists_and_builds_its_topology(name: str) -> None:
+    """The reference is not stale: the test function exists and its file names the topology."""
+    file, function = DEDICATED[name]
+    source = (Path(__file__).parent / file).read_text()
+    tests = {node.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)}
+    assert function in tests, f"{file} has no {function}"
+    assert f'"{name}"' in source, f"{file} never builds {name!r}"
