@@ -14,6 +14,8 @@ Hook points (see :mod:`resnorm.nn.model`):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from torch import Tensor, nn
 
 from resnorm.diagnostics.base import (
@@ -29,6 +31,29 @@ from resnorm.diagnostics.base import (
 )
 
 
+def _in_every_layer(
+    model: nn.Module, pattern: str, probe: str
+) -> Iterator[tuple[str, int, str, nn.Module]]:
+    """``layer_modules(model, pattern)``, refusing loudly (AssertionError) a model where some
+    layer has no module matching ``pattern``: the probe would silently measure nothing there."""
+    found = list(layer_modules(model, pattern))
+    layers = {(stack, i) for stack, i, _, _ in layer_modules(model, r"[^.]+")}
+    missing = sorted(layers - {(stack, i) for stack, i, _, _ in found})
+    assert layers and not missing, (
+        f"probe {probe}: no module matching {pattern!r} in "
+        f"{', '.join(f'{s}.layers.{i}' for s, i in missing[:3]) or 'the model (no layers)'}"
+        " (did the hook points of resnorm.nn.model change?)"
+    )
+    return iter(found)
+
+
+def _stacks(model: nn.Module, probe: str) -> list[tuple[str, str, nn.Module]]:
+    """The model's stacks, refusing loudly a model where none is found by name."""
+    found = list(stack_modules(model))
+    assert found, f"probe {probe}: no encoder/decoder stack in the model"
+    return found
+
+
 class StreamProbe(HookProbe):
     """A statistic of the residual stream after each sublayer (key ``<stack>.<s>``) and of the
     stack's input, the embedding output (layer ``None``, key ``<stack>.embed``)."""
@@ -38,9 +63,16 @@ class StreamProbe(HookProbe):
 
     def register(self, model: nn.Module) -> None:
         stat = self.stat
-        for stack, _, module in stack_modules(model):
+        for stack, _, module in _stacks(model, self.name):
             self.on_input(module, None, f"{stack}.embed", stat)
-        for stack, i, rest, module in layer_modules(model, r"tap_\w+"):
+        taps = list(_in_every_layer(model, r"tap_\w+", self.name))
+        tapped = {(stack, i, rest[len("tap_") :]) for stack, i, rest, _ in taps}
+        sublayers = {(stack, i, s) for stack, i, s, _ in layer_modules(model, r"attn|cross|mlp")}
+        untapped = sorted(sublayers - tapped)
+        assert not untapped, f"probe {self.name}: no tap after " + ", ".join(
+            f"{stack}.layers.{i}.{s}" for stack, i, s in untapped[:3]
+        )
+        for stack, i, rest, module in taps:
             self.on_output(module, i, f"{stack}.{rest[len('tap_') :]}", stat, use_input=True)
 
 
@@ -76,7 +108,7 @@ class BranchRMS(HookProbe):
     unit = "rms"
 
     def register(self, model: nn.Module) -> None:
-        for stack, i, s, module in layer_modules(model, r"attn|cross|mlp"):
+        for stack, i, s, module in _in_every_layer(model, r"attn|cross|mlp", self.name):
             self.on_output(module, i, f"{stack}.{s}", rms)
 
 
@@ -89,9 +121,9 @@ class LayerOutputProbe(HookProbe):
 
     def register(self, model: nn.Module) -> None:
         stat = self.stat
-        for stack, _, module in stack_modules(model):
+        for stack, _, module in _stacks(model, self.name):
             self.on_input(module, None, f"{stack}.embed", stat)
-        for stack, i, _, module in layer_modules(model, r"tap_mlp"):
+        for stack, i, _, module in _in_every_layer(model, r"tap_mlp", self.name):
             self.on_output(module, i, stack, stat, use_input=True)
 
 
@@ -132,7 +164,7 @@ class AttentionEntropy(HookProbe):
     unit = "nats"
 
     def register(self, model: nn.Module) -> None:
-        for stack, i, rest, module in layer_modules(model, r"(attn|cross)\.probs"):
+        for stack, i, rest, module in _in_every_layer(model, r"(attn|cross)\.probs", self.name):
             # A forward hook (not a pre-hook): Attention.attend goes eager when it sees one.
             self.on_output(module, i, f"{stack}.{rest.split('.')[0]}", entropy, use_input=True)
 
