@@ -104,9 +104,10 @@ def guarded(folder: Path, call: Callable[[], Any]) -> bool:
     return True
 
 
-def cli_refuses(folder: Path, capsys: Any, argv: list[str]) -> None:
+def cli_refuses(folder: Path, capsys: Any, argv: list[str]) -> int:
     """Run ``resnorm ARGV`` in-process on an input the library refused: it must exit 1 or 2
-    with a one-line message, no traceback, and leave every file under ``folder`` as it was."""
+    with a one-line message, no traceback, and leave every file under ``folder`` as it was.
+    Returns the exit status."""
     from resnorm.cli import main
 
     before = snapshot(folder)
@@ -133,6 +134,7 @@ def cli_refuses(folder: Path, capsys: Any, argv: list[str]) -> None:
     assert code in (1, 2), f"resnorm {argv[0]} exited {code} on refused input; stderr: {err}"
     assert len(lines) == 1, f"expected a one-line error, got {lines}"
     TALLY["clean"] += 1
+    return code
 
 
 # --- values ---------------------------------------------------------------------------------

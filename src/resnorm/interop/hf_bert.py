@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
+from resnorm.errors import ConfigError
 from resnorm.interop.hf_common import Converter, HFConfig, Tensors, linear, lm_head, register
 
 DECODER = "cls.predictions.decoder.weight"
@@ -55,7 +56,15 @@ def bert_config(hf: HFConfig, t: Tensors, has_head: bool) -> dict[str, Any]:
 def bert_weights(t: Tensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
     pos = t.take("embeddings.position_embeddings.weight")
     if t.has("embeddings.token_type_embeddings.weight"):
-        pos = pos + t.take("embeddings.token_type_embeddings.weight")[0]
+        types = t.take("embeddings.token_type_embeddings.weight")
+        if types.ndim != 2 or pos.ndim != 2 or types.shape[1] != pos.shape[1]:
+            raise ConfigError(
+                "weights",
+                f"embeddings.token_type_embeddings.weight has shape {tuple(types.shape)}, but "
+                f"the position table is {tuple(pos.shape)} in {t.source}: expected (types, "
+                f"{pos.shape[-1] if pos.ndim else '?'})",
+            )
+        pos = pos + types[0]
     out = {"embed.tok.weight": t.take("embeddings.word_embeddings.weight"), "embed.pos.weight": pos}
     linear(out, "encoder.embed_norm", t, "embeddings.LayerNorm", bias=True)
     for i in range(cfg["n_layers"]):

@@ -84,8 +84,8 @@ class HFConfig:
         value = self.data.get(key, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.error(key, f"expected a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e300:
+            raise self.error(key, f"expected a finite positive number, got {value!r}")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
@@ -191,9 +191,16 @@ class Tensors:
         if file not in self._files:
             self._files[file] = SafetensorsFile(file)
         try:
-            return self._files[file].read(stored)
+            tensor = self._files[file].read(stored)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError("weights", f"{file}: cannot read tensor {stored!r} ({err})") from None
+        if not tensor.is_floating_point():  # every mapped tensor is a weight (buffers are ignored)
+            raise ConfigError(
+                "weights",
+                f"{file}: tensor {stored!r} has dtype {str(tensor.dtype).removeprefix('torch.')}; "
+                "a weight must be floating-point (a damaged or foreign checkpoint)",
+            )
+        return tensor
 
     def discard(self, patterns: Iterable[str]) -> None:
         """Drop tensors with no resnorm counterpart (glob patterns: poolers, stale buffers)."""
