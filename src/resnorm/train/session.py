@@ -102,6 +102,13 @@ class Session:
                 sink.diagnostics(step, records)
 
     def checkpoint(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Rank 0 writes the checkpoint; under DDP every rank learns whether it could.
+
+        Every rank calls this at the same steps. If rank 0 cannot write (disk full, read-only
+        lab) the others raise the same environment error here, together, instead of walking
+        into the next collective against a rank that is gone (a peer-lost traceback on each).
+        """
+        failure: str | None = None
         if self.world.is_main:
             meta = {
                 "run_id": self.run_id,
@@ -109,7 +116,16 @@ class Session:
                 "world_size": self.world.world_size,
                 "last": self.last,
             }
-            ckpt_io.save(self.folder, step, ckpt_io.capture(model, optimizer), meta)
+            try:
+                ckpt_io.save(self.folder, step, ckpt_io.capture(model, optimizer), meta)
+            except (OSError, sqlite3.Error) as exc:
+                if self.world.distributed:
+                    self.agree(" ".join(str(exc).split()) or type(exc).__name__)
+                raise
+        if self.world.distributed:
+            failure = self.agree(None)
+        if failure is not None:  # rank 0 raised above; this is a follower
+            raise OSError(f"rank 0 could not write the step-{step} checkpoint: {failure}")
 
     def end(self, status: str, detail: str | None, step: int, summary: Mapping[str, Any]) -> None:
         if self.writes:
