@@ -12,12 +12,14 @@ import torch
 from resnorm.data.synthetic import (
     IGNORE_INDEX,
     TASKS,
+    AdditionParams,
     AssociativeRecallParams,
     CopyParams,
     LongRangeParams,
     ReverseParams,
     SortingParams,
     TaskParams,
+    TranslateParams,
 )
 from resnorm.errors import ConfigError
 
@@ -179,3 +181,112 @@ def test_long_range_accepts_the_tightest_valid_seq_len() -> None:
     for seed in range(20):
         _, y = _sample(task, seed)
         assert ((y != IGNORE_INDEX).sum(1) == 3).all()
+
+
+# --- pair tasks: translate, addition, and their sequence-to-sequence batches -----------------
+
+PAIR_TASKS = ["copy", "reverse", "sorting", "translate", "addition"]
+
+
+def _translate_by_hand(prompt: list[int], vocab_size: int, window: int, seed: int) -> list[int]:
+    """The "translation" written out again: the lexicon is the permutation of the data tokens
+    drawn from `seed`, then the order is reversed inside consecutive blocks of `window`."""
+    perm = torch.randperm(vocab_size - 2, generator=torch.Generator().manual_seed(seed)).tolist()
+    mapped = [perm[t - 2] + 2 for t in prompt]
+    out: list[int] = []
+    for start in range(0, len(mapped), window):
+        out += mapped[start : start + window][::-1]
+    return out
+
+
+@pytest.mark.parametrize(("length", "window", "seed"), [(8, 3, 0), (9, 1, 5), (7, 7, 1), (6, 4, 2)])
+def test_translate_answers_follow_the_lexicon_then_block_reversal(
+    length: int, window: int, seed: int
+) -> None:
+    task = TranslateParams(vocab_size=20, seq_len=2 * length, length=length, window=window,
+                           mapping_seed=seed)  # fmt: skip
+    lexicon = task.lexicon().tolist()
+    assert lexicon[:2] == [0, 1] and sorted(lexicon) == list(range(20)), "a permutation"
+    p = task.pairs(B, torch.Generator().manual_seed(seed + 10))
+    for prompt, answer in zip(p.source.tolist(), p.target.tolist(), strict=True):
+        assert answer == _translate_by_hand(prompt, 20, window, seed)
+    if window == 1:
+        assert torch.equal(p.target, task.lexicon()[p.source]), "word for word"
+    # The causal stream supervises the same answer after SEP.
+    x, y = task.sample(B, torch.Generator().manual_seed(seed + 10))
+    assert torch.equal(x[:, length], torch.full((B,), task.SEP))
+    assert torch.equal(y[:, length : 2 * length], p.target)
+
+
+def test_translate_lexicon_is_fixed_by_mapping_seed_alone() -> None:
+    a, b = TranslateParams(vocab_size=40, seq_len=16), TranslateParams(vocab_size=40, seq_len=16)
+    c = TranslateParams(vocab_size=40, seq_len=16, mapping_seed=1)
+    assert torch.equal(a.lexicon(), b.lexicon()) and not torch.equal(a.lexicon(), c.lexicon())
+    fixed = a.lexicon()[2:] == torch.arange(2, 40)
+    assert int(fixed.sum()) < 10, "the lexicon moves most tokens"
+    with pytest.raises(ConfigError) as e:
+        TranslateParams(seq_len=16, window=0)
+    assert e.value.field == "data.params.window"
+
+
+def _number(tokens: list[int]) -> int:
+    """The integer written by digit tokens (3-12), most significant first."""
+    assert tokens and all(3 <= t <= 12 for t in tokens), tokens
+    assert tokens[0] != 3 or len(tokens) == 1, f"a leading zero: {tokens}"
+    return int("".join(str(t - 3) for t in tokens))
+
+
+@pytest.mark.parametrize("digits", [1, 3, 6, 15])
+def test_addition_answers_are_the_sum_of_the_two_operands(digits: int) -> None:
+    task = AdditionParams(seq_len=3 * digits + 2, digits=digits)
+    p = task.pairs(512, torch.Generator().manual_seed(digits))
+    sizes = set()
+    for src, n, tgt, m in zip(p.source.tolist(), p.source_len.tolist(), p.target.tolist(),
+                              p.target_len.tolist(), strict=True):  # fmt: skip
+        prompt, plus = src[:n], src[:n].index(task.PLUS)
+        assert all(t == task.PAD for t in src[n:]) and all(t == task.PAD for t in tgt[m:])
+        a, b = _number(prompt[:plus]), _number(prompt[plus + 1 :])
+        assert _number(tgt[:m]) == a + b, (prompt, tgt)
+        assert a < 10**digits and b < 10**digits
+        sizes.add(plus)
+    assert sizes == set(range(1, digits + 1)), "every operand length from 1 to digits"
+    if digits > 1:
+        assert len(set(p.source_len.tolist())) > 2 and len(set(p.target_len.tolist())) > 1
+
+
+def test_addition_seq2seq_attention_mask_marks_exactly_the_prompt() -> None:
+    task = AdditionParams(seq_len=20, digits=6)
+    inputs, labels = task.sample_seq2seq(256, torch.Generator().manual_seed(0))
+    p = task.pairs(256, torch.Generator().manual_seed(0))
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    assert ids.shape == mask.shape == (256, 13)
+    assert torch.equal(mask.sum(1), p.source_len)
+    assert torch.equal(mask.bool(), ids != task.PAD), "the prompt, and only it, is attended"
+    assert torch.equal(mask, mask.sort(dim=1, descending=True).values), "a prefix of each row"
+    for row, m, lab in zip(p.target.tolist(), p.target_len.tolist(), labels.tolist(), strict=True):
+        assert lab[:m] == row[:m] and lab[m] == task.SEP
+        assert all(t == IGNORE_INDEX for t in lab[m + 1 :])
+    # The decoder reads SEP then the answer: the labels shifted right, padding past the end.
+    dec = inputs["decoder_input_ids"]
+    assert torch.equal(dec[:, 0], torch.full((256,), task.SEP))
+    supervised = labels != IGNORE_INDEX
+    assert torch.equal(dec[:, 1:][supervised[:, 1:]], labels[:, :-1][supervised[:, 1:]])
+
+
+@pytest.mark.parametrize("name", PAIR_TASKS)
+def test_seq2seq_batches_come_from_the_same_draws_as_the_causal_ones(name: str) -> None:
+    task = TASKS.get(name, "data.source")(seq_len=24)
+    x, y = task.sample(B, torch.Generator().manual_seed(11))
+    inputs, labels = task.sample_seq2seq(B, torch.Generator().manual_seed(11))
+    ids = inputs["input_ids"]
+    enc_len = inputs["attention_mask"].sum(1) if "attention_mask" in inputs else None
+    for b in range(B):
+        n = int(enc_len[b]) if enc_len is not None else ids.shape[1]
+        # Causal stream: prompt SEP answer; the SEP sits right after the same prompt.
+        assert x[b, :n].tolist() == ids[b, :n].tolist(), "the same prompt"
+        assert int(x[b, n]) == task.SEP
+        answer = [t for t in y[b].tolist() if t != IGNORE_INDEX]
+        assert labels[b].tolist()[: len(answer)] == answer, "the same answer"
+        assert int(labels[b, len(answer)]) == task.SEP, "SEP ends the decoder's answer"
+    other = task.sample_seq2seq(B, torch.Generator().manual_seed(12))[0]["input_ids"]
+    assert not torch.equal(other, ids)

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,12 @@ class DataConfig:
                 raise ConfigError(
                     f"data.{name}", f"got {describe_int(value)}, must be in [{minimum}, {shown}]"
                 )
+        if self.objective == "span_corruption" and self.seq_len < 2:
+            raise ConfigError(
+                "data.seq_len",
+                f"got {self.seq_len}; span corruption replaces a span of a window by a sentinel "
+                "and keeps at least one token, so it needs seq_len >= 2",
+            )
         v = self.val_fraction
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:
             raise ConfigError("data.val_fraction", f"got {v!r}, expected a number in (0, 1)")
@@ -214,6 +221,7 @@ class TaskData(Data):
     def __init__(self, cfg: DataConfig, task: TaskParams) -> None:
         super().__init__(cfg, task.vocab_size, task.uniform_loss, task.unigram_loss)
         self.task = task
+        self._sample: Callable[[int, torch.Generator], Batch]
         if self.objective == "seq2seq":
             assert isinstance(task, _PromptAnswerTask), "DataConfig checks seq2seq's source"
             self._sample = task.sample_seq2seq

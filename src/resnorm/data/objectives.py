@@ -50,12 +50,37 @@ NOISE_DENSITY, MEAN_SPAN_LENGTH = 0.15, 3.0
 
 
 def resolve(objective: str, kind: str, source: str) -> str:
-    """The concrete objective of a ``kind`` model on ``source`` (``auto`` resolved)."""
-    if objective == "auto":
-        if kind == "encoder_decoder":
-            return "seq2seq" if source in PAIR_TASKS else "span_corruption"
-        return KIND_OBJECTIVES[kind][0]
-    return objective
+    """The concrete objective of a ``kind`` model on ``source`` (``auto`` resolved).
+
+    Raises:
+        ConfigError: naming data.source, when no objective of ``kind`` trains on ``source``
+            (an encoder on a synthetic task, an encoder-decoder on a task without pairs), so
+            the message says what to change rather than blaming an objective nobody set.
+    """
+    if objective != "auto":
+        return objective
+    from resnorm.data.loader import TEXT_SOURCES
+
+    text = ", ".join(TEXT_SOURCES)
+    if kind == "encoder_decoder":
+        if source in PAIR_TASKS:
+            return "seq2seq"
+        if source in TEXT_SOURCES:
+            return "span_corruption"
+        raise ConfigError(
+            "data.source",
+            f"an encoder_decoder model trains on (prompt, answer) pairs (data.objective "
+            f"'seq2seq': {', '.join(PAIR_TASKS)}) or on text (data.objective 'span_corruption': "
+            f"{text}); {source!r} is neither: use one of those",
+        )
+    if kind == "encoder" and source not in TEXT_SOURCES:
+        raise ConfigError(
+            "data.source",
+            f"an encoder model trains with masked LM (data.objective 'mlm') on byte-level text; "
+            f"{source!r} is a synthetic task: use data.source = one of {text} (a synthetic task "
+            f"trains a decoder or an encoder_decoder)",
+        )
+    return KIND_OBJECTIVES[kind][0]
 
 
 def check(objective: str, source: str, kind: str | None = None) -> None:
@@ -149,6 +174,8 @@ def corrupt_spans(
     same lengths, so nothing is padded.
     """
     B, T = ids.shape
+    if T < 2:
+        raise ValueError(f"span corruption needs windows of at least 2 tokens, got {T}")
     noise, spans = span_counts(T)
     keep_len, target_len = T - noise + spans, noise + spans + 1
     inputs = torch.empty(B, keep_len, dtype=torch.long)
