@@ -207,8 +207,8 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool, summary: bo
         )
         raise ConfigError(
             "model.vocab_size",
-            f"{cfg.model.vocab_size} is smaller than the data's vocabulary ({data.vocab_size}"
-            f"{extra}); set model.vocab_size = {data.vocab_size}",
+            f"{cfg.model.vocab_size} is smaller than the data's vocabulary, {data.vocab_size}"
+            f"{extra}: set model.vocab_size = {data.vocab_size}",
         )
     per_rank, rem = divmod(cfg.data.batch_size, world.world_size * t.grad_accum)
     if rem or not per_rank:
@@ -398,9 +398,9 @@ def _finish(tr: _Trainer, last: dict[str, float]) -> TrainResult:
     t, session, data = tr.t, tr.session, tr.data
     summary = {**last, "step": t.steps, **_reference_losses(data)}
     if tr.world.is_main:
-        final = tr.evaluate()
-        summary.update(final)
-        session.log(t.steps, final)
+        metrics = tr.evaluate()
+        summary.update(metrics)
+        session.log(t.steps, metrics)
     tr.checkpoint(t.steps)
     final = summary.get("val_loss", summary.get("loss", math.nan))
     detail = stuck_reason(final, data, t.stuck_margin)
