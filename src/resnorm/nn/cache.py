@@ -5,6 +5,9 @@ keys and values here and attends over everything cached, so a step costs one pos
 of a full recompute. The cache stores what a module attends with, i.e. after the topology's own
 changes (RoPE, QK-norm, nGPT's scaled q/k, value residual's mixed values), which is exactly what
 an uncached forward computes for those positions: everything outside attention is per position.
+
+An encoder-decoder's cache also holds the encoder output (``memory``), computed by the first
+forward and read by every later one, since the source does not change while the decoder runs.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ class KVCache:
     """Keys and values (B, H_kv, S, Dh) per self-attention module, preallocated to ``max_len``.
 
     ``length`` is the number of positions cached; the model advances it after each forward, so
-    every layer of one forward writes at the same offset.
+    every layer of one forward writes at the same offset. ``memory`` is the encoder output
+    (B, S_src, d_model) of an encoder-decoder, None until its first forward.
     """
 
     def __init__(self, max_len: int) -> None:
         self.max_len, self.length = max_len, 0
         self.entries: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+        self.memory: Tensor | None = None
 
     def update(self, module: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store ``module``'s new keys/values (B, H_kv, t, Dh); all of its keys/values so far."""
@@ -39,4 +44,5 @@ class KVCache:
         self.length += t
 
     def nbytes(self) -> int:
-        return sum(k.nbytes + v.nbytes for k, v in self.entries.values())
+        memory = self.memory.nbytes if self.memory is not None else 0
+        return memory + sum(k.nbytes + v.nbytes for k, v in self.entries.values())

@@ -124,7 +124,8 @@ class Transformer(nn.Module):
     """A decoder, encoder or encoder-decoder whose residual topology is ``cfg.topology``.
 
     ``forward`` returns logits (B, T, vocab); ``hidden`` the last stack's output before the head;
-    ``generate`` continues a decoder's token ids (with a KV cache).
+    ``generate`` continues a decoder's token ids, or decodes an encoder-decoder's output for a
+    source (with a KV cache).
     ``init=False`` skips the init scheme (the loader fills every tensor from a checkpoint).
     """
 
@@ -209,12 +210,18 @@ class Transformer(nn.Module):
             attention_mask: (B, T) 1 for real tokens, 0 for padding, over ``input_ids``.
             decoder_input_ids: (B, T') decoder tokens of an ``encoder_decoder`` model.
             decoder_attention_mask: (B, T') padding mask over ``decoder_input_ids``.
-            cache: a decoder's KV cache: ``input_ids`` follow the positions it holds, which it
-                then extends by T (see ``generate``).
+            cache: the causal stack's KV cache (a decoder's, or an encoder-decoder's decoder):
+                the decoder tokens follow the positions it holds, which it then extends by
+                their number (see `resnorm.nn.generate`). An encoder-decoder's cache also
+                keeps the encoder output of its first forward: later forwards reuse it and do
+                not run the encoder (``input_ids`` is not read again; ``attention_mask`` still
+                masks the memory).
         """
         kind = self.cfg.kind
-        if cache is not None and kind != "decoder":
-            raise ConfigError("model.kind", f"a KV cache serves decoders, not {kind!r} models")
+        if cache is not None and kind == "encoder":
+            raise ConfigError(
+                "model.kind", "a KV cache serves a causal stack; an encoder model has none"
+            )
         if kind == "decoder":
             offset = cache.length if cache is not None else 0
             ctx = self.context(input_ids, True, attention_mask, cache)
@@ -222,16 +229,27 @@ class Transformer(nn.Module):
             if cache is not None:
                 cache.advance(input_ids.shape[1])
             return h
-        memory = self.encoder(self.embed(input_ids), self.context(input_ids, False, attention_mask))
+        if cache is not None and cache.memory is not None:
+            memory = cache.memory
+        else:
+            memory = self.encoder(
+                self.embed(input_ids), self.context(input_ids, False, attention_mask)
+            )
+            if cache is not None:
+                cache.memory = memory
         if kind == "encoder":
             return memory
         if decoder_input_ids is None:
             raise ConfigError("decoder_input_ids", "an encoder_decoder model needs decoder inputs")
-        ctx = self.context(decoder_input_ids, True, decoder_attention_mask)
+        offset = cache.length if cache is not None else 0
+        ctx = self.context(decoder_input_ids, True, decoder_attention_mask, cache)
         ctx.memory = memory
         if attention_mask is not None:
             ctx.memory_mask = attention_mask.bool()[:, None, None, :]
-        return self.decoder(self.embed(decoder_input_ids), ctx)
+        h = self.decoder(self.embed(decoder_input_ids, offset), ctx)
+        if cache is not None:
+            cache.advance(decoder_input_ids.shape[1])
+        return h
 
     def forward(
         self,
@@ -261,10 +279,39 @@ class Transformer(nn.Module):
         generator: torch.Generator | None = None,
         *,
         use_cache: bool = True,
+        attention_mask: Tensor | None = None,
+        start_token: int | None = None,
+        end_token: int | None = None,
+        pad_token: int = 0,
     ) -> Tensor:
-        """``ids`` (B, T) followed by ``max_new_tokens`` sampled tokens; see `nn.generate`."""
-        from resnorm.nn.generate import generate
+        """New tokens after ``ids`` (B, T), sampled with a KV cache; see `nn.generate`.
 
+        A decoder continues the prompt ``ids``: (B, T + max_new_tokens). An encoder-decoder
+        encodes the source ``ids`` once (``attention_mask`` over it) and decodes from
+        ``start_token`` (required), stopping a row at ``end_token``: (B, 1 + n), the start
+        token then n <= ``max_new_tokens`` tokens (``pad_token`` after a row's end token).
+        """
+        from resnorm.nn.generate import generate, generate_seq2seq
+
+        if self.cfg.kind == "encoder_decoder":
+            if start_token is None:
+                raise ConfigError(
+                    "start_token", "an encoder_decoder model decodes from a start token; give one"
+                )
+            return generate_seq2seq(
+                self, ids, max_new_tokens, temperature, top_k, top_p, generator,
+                attention_mask=attention_mask, start_token=start_token, end_token=end_token,
+                pad_token=pad_token, use_cache=use_cache,
+            )  # fmt: skip
+        given = {"attention_mask": attention_mask, "start_token": start_token,
+                 "end_token": end_token}  # fmt: skip
+        for name, value in given.items():
+            if value is not None:
+                raise ConfigError(
+                    name,
+                    f"is an encoder_decoder argument; a {self.cfg.kind!r} model continues its "
+                    f"prompt",
+                )
         return generate(
             self, ids, max_new_tokens, temperature, top_k, top_p, generator, use_cache=use_cache
         )
