@@ -183,8 +183,8 @@ def generate_seq2seq(
     if max_new_tokens < 0:
         raise ConfigError("max_new_tokens", f"must be >= 0, got {max_new_tokens}")
     check_sampling(temperature, top_k, top_p)
-    for name, token in (("start_token", start_token), ("pad_token", pad_token)):
-        _check_token(name, token, cfg.vocab_size)
+    for name, value in (("start_token", start_token), ("pad_token", pad_token)):
+        _check_token(name, value, cfg.vocab_size)
     if end_token is not None:
         _check_token("end_token", end_token, cfg.vocab_size)
     if max_new_tokens > cfg.max_seq_len:
