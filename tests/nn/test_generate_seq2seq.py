@@ -155,3 +155,28 @@ def test_bad_arguments_are_config_errors() -> None:
         encoder.generate(src, 3)
     with pytest.raises(ConfigError, match="encoder model has none"):
         encoder(src, cache=KVCache(4))
+
+
+@pytest.mark.parametrize("topology", ["pre_ln", "hybrid_norm", "ngpt"])
+def test_cross_attention_projects_the_memory_once_per_generation(topology: str) -> None:
+    """The cache keeps each cross-attention's keys/values: k_proj reads the memory (S rows)
+    on the first step only, then no memory row at all; q_proj reads one position per step.
+    (hybrid_norm and ngpt have their own ``project``: normed or scaled q/k.)"""
+    model = _model(topology)
+    src, mask = _source(model.cfg)
+    cross = model.decoder.layers[0].cross
+    rows: dict[str, list[int]] = {"k": [], "q": []}
+    hooks = [
+        cross.k_proj.register_forward_hook(lambda m, a, o: rows["k"].append(a[0].shape[1])),
+        cross.q_proj.register_forward_hook(lambda m, a, o: rows["q"].append(a[0].shape[1])),
+    ]
+    out = model.generate(src, 6, temperature=0, attention_mask=mask, start_token=START)
+    for h in hooks:
+        h.remove()
+    assert rows == {"k": [7, 0, 0, 0, 0, 0], "q": [1] * 6}
+    assert torch.equal(
+        out,
+        model.generate(
+            src, 6, temperature=0, attention_mask=mask, start_token=START, use_cache=False
+        ),
+    )

@@ -65,9 +65,12 @@ class Attention(nn.Module):
         self.probs = AttentionProbs()
 
     def forward(self, x: Tensor, ctx: Context) -> Tensor:
-        q, k, v = self.project(x, ctx)  # (B, H, T, Dh), (B, Hkv, S, Dh), (B, Hkv, S, Dh)
-        if ctx.cache is not None and not self.cross:
-            k, v = ctx.cache.update(self, k, v)  # earlier positions' keys/values prepended
+        if ctx.cache is not None and self.cross:
+            q, k, v = ctx.cache.cross(self, x, ctx)  # the memory's keys/values computed once
+        else:
+            q, k, v = self.project(x, ctx)  # (B, H, T, Dh), (B, Hkv, S, Dh), (B, Hkv, S, Dh)
+            if ctx.cache is not None:
+                k, v = ctx.cache.update(self, k, v)  # earlier positions' keys/values prepended
         return self.out(self.attend(q, k, v, ctx))
 
     def heads(self, x: Tensor) -> Tensor:
