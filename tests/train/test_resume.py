@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from trainkit import (
+    KINDS,
     TINY_TOML,
     assert_same_results,
     cli_command,
@@ -60,9 +61,11 @@ def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120.0
         time.sleep(0.02)
 
 
-def _start(config: Path, lab: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def _start(
+    config: Path, lab: Path, env: dict[str, str], overrides: list[str] = OVERRIDES
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        cli_command(config, lab, OVERRIDES),
+        cli_command(config, lab, overrides),
         env=subprocess_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,4 +138,30 @@ def test_sigint_checkpoints_marks_interrupted_exits_130_and_resumes(
     assert (checkpoint_dir(lab, run_id) / f"step-{step:08d}.json").exists()
     assert main(["--config", str(config), "--lab", str(lab), "--no-progress",
                  *(a for o in OVERRIDES for a in ("-o", o))]) == 0  # fmt: skip
+    assert_same_results(results(lab), reference)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "encoder_decoder"])
+def test_sigkill_then_same_command_equals_uninterrupted_for_every_model_kind(
+    tmp_path: Path, kind: str
+) -> None:
+    """A masked-LM encoder (masks re-drawn per batch) and an encoder-decoder (keyword batches
+    with an attention mask) resume bitwise too: metrics, diagnostics and weights. The process
+    is SIGKILLed while writing its step-8 checkpoint, with steps 5-8 already logged."""
+    overrides = [*OVERRIDES, *KINDS[kind]]
+    train(tiny_config(tmp_path / "reference" / "lab", overrides), progress=False)
+    reference = results(tmp_path / "reference" / "lab")
+    assert any(m[1] == "val_accuracy" for m in reference["metrics"])
+    config, lab = _config(tmp_path), tmp_path / "lab"
+    run_id = tiny_config(lab, overrides).run_id
+    killed = run_cli(config, lab, overrides, env={KILL_HOOK: "8:tensors"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Store(lab) as store:
+        assert store.get_run(run_id).status == "running"  # type: ignore[union-attr]
+        assert max(m.step for m in store.metrics(run_id)) > 4, "rows past step 4 to drop"
+    argv = ["--config", str(config), "--lab", str(lab), "--no-progress"]
+    assert main([*argv, *(a for o in overrides for a in ("-o", o))]) == 0
+    with Store(lab) as store:
+        (resume,) = store.events(run_id, "resume")
+    assert resume.step == 4
     assert_same_results(results(lab), reference)

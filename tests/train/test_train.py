@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from trainkit import results, run_record, tiny_config
+from trainkit import KINDS, results, run_record, tiny_config
 
 from resnorm.store import Store
 from resnorm.train import load_latest, load_weights, train
@@ -100,9 +100,10 @@ def test_finished_run_is_reported_not_rerun(tmp_path: Path) -> None:
     assert before["metrics"] == after["metrics"]
 
 
+@pytest.mark.parametrize("kind", ["decoder", "encoder", "encoder_decoder", "span_corruption"])
 @pytest.mark.parametrize("where", ["loss", "grad"])
-def test_non_finite_step_never_updates_the_weights(tmp_path: Path, where: str) -> None:
-    constant = ["train.schedule='constant'", "train.warmup_steps=0"]
+def test_non_finite_step_never_updates_the_weights(tmp_path: Path, where: str, kind: str) -> None:
+    constant = ["train.schedule='constant'", "train.warmup_steps=0", *KINDS[kind]]
     nan = ["train.inject_nan_at_step=5", f"train.inject_nan_into='{where}'"]
     result = train(tiny_config(tmp_path / "nan", constant + nan), progress=False)
     assert result.status == "diverged" and result.step == 5
@@ -132,10 +133,21 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
     assert la == pytest.approx(lb, rel=1e-5)
 
 
-def test_bf16_autocast_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
-    result = train(tiny_config(tmp_path / "lab", ["train.precision='bf16'"]), progress=False)
+@pytest.mark.parametrize("kind", ["decoder", "encoder", "encoder_decoder", "span_corruption"])
+def test_bf16_autocast_runs_on_cpu_and_is_recorded(tmp_path: Path, kind: str) -> None:
+    bf16 = ["train.precision='bf16'", "train.probe_every=0", *KINDS[kind]]
+    result = train(tiny_config(tmp_path / "lab", bf16), progress=False)
     assert math.isfinite(result.metrics["val_loss"])
+    assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
     assert run_record(tmp_path / "lab").environment["precision"] == "bf16"
+    # bf16 rounds the matmuls, so its losses follow fp32's closely but not bitwise.
+    fp32 = ["train.precision='fp32'", "train.probe_every=0", *KINDS[kind]]
+    ref = train(tiny_config(tmp_path / "fp32", fp32), progress=False)
+    with Store(tmp_path / "lab") as a, Store(tmp_path / "fp32") as b:
+        la = [m.value for m in a.metrics(result.run_id, "loss")]
+        lb = [m.value for m in b.metrics(ref.run_id, "loss")]
+    assert len(la) == len(lb) == 12 and la != lb
+    assert la == pytest.approx(lb, rel=0.05)
 
 
 def test_auto_precision_follows_the_cpu_measurement_and_records_why(tmp_path: Path) -> None:

@@ -43,6 +43,19 @@ probe_every = 4
 checkpoint_every = 4
 """
 
+#: Overrides of `TINY_TOML` that train each model kind (the decoder: none): a masked-LM encoder
+#: on the built-in text (257 tokens: the bytes and [MASK]), an encoder-decoder on a pair task
+#: with prompts of varying length (so the encoder gets an attention mask), and an
+#: encoder-decoder on span-corrupted text (259: the bytes, the decoder start, 2 sentinels).
+KINDS = {
+    "decoder": [],
+    "encoder": ["model.kind=encoder", "model.vocab_size=257", "data.source=builtin",
+                "data.params={}"],
+    "encoder_decoder": ["model.kind=encoder_decoder", "data.source=addition"],
+    "span_corruption": ["model.kind=encoder_decoder", "model.vocab_size=259",
+                        "data.source=builtin", "data.params={}"],
+}  # fmt: skip
+
 #: Metrics that depend on the wall clock, left out of exact comparisons.
 TIMING = {"tokens_per_s"}
 
