@@ -21,7 +21,7 @@ from resnorm.studies import STUDIES, demo_studies, get_study
 NAMES = STUDIES.names()
 
 
-def test_the_ten_studies_of_the_issue_are_built_in() -> None:
+def test_the_twelve_built_in_studies() -> None:
     assert NAMES == [
         "skip",
         "gradients-at-init",
@@ -33,7 +33,49 @@ def test_the_ten_studies_of_the_issue_are_built_in() -> None:
         "curse-of-depth",
         "no-norm",
         "peri",
+        "depth-seq2seq",
+        "warmup-mlm",
     ]
+
+
+def test_depth_seq2seq_trains_encoder_decoders_on_translate_with_their_own_constants() -> None:
+    """Every run is an N-N encoder-decoder on the translate task (seq2seq objective); the
+    DeepNorm runs get DeepNet's encoder-decoder alpha and beta, not the decoder-only ones."""
+    from resnorm.config import RunConfig
+
+    runs = plan(get_study("depth-seq2seq"), "lab")
+    assert len(runs) == 4 * 2 * 3
+    for r in runs:
+        cfg = RunConfig.from_dict(r.config)
+        assert cfg.model.kind == "encoder_decoder" and cfg.data.source == "translate"
+        assert cfg.data.objective == "seq2seq"
+    deep = next(
+        r
+        for r in runs
+        if r.config["model"]["topology"] == "deepnorm" and r.config["model"]["n_layers"] == 24
+    )
+    model = build_model(RunConfig.from_dict(deep.config).model)
+    n = m = 24  # DeepNet Table 1, encoder-decoder: encoder 0.81 (N^4 M)^(1/16), decoder (3M)^(1/4)
+    assert model.encoder.topology.alpha == pytest.approx(0.81 * (n**4 * m) ** (1 / 16))
+    assert model.encoder.topology.beta == pytest.approx(0.87 * (n**4 * m) ** (-1 / 16))
+    assert model.decoder.topology.alpha == pytest.approx((3 * m) ** (1 / 4))
+    assert model.decoder.topology.beta == pytest.approx((12 * m) ** (-1 / 4))
+
+
+def test_warmup_mlm_trains_masked_lm_encoders_as_the_decoder_warmup_study_trains_decoders() -> None:
+    from resnorm.config import RunConfig
+
+    mlm, dec = plan(get_study("warmup-mlm"), "lab"), plan(get_study("warmup"), "lab")
+    assert len(mlm) == len(dec) == 18
+    for a, b in zip(mlm, dec, strict=True):
+        cfg = RunConfig.from_dict(a.config)
+        assert cfg.model.kind == "encoder" and cfg.data.objective == "mlm"
+        assert cfg.model.vocab_size == 257  # the bytes and [MASK]
+        assert a.config["train"] == b.config["train"]  # the same schedule, lr and seeds
+        same = {k: v for k, v in a.config["model"].items() if k not in ("kind", "vocab_size")}
+        assert same == {
+            k: v for k, v in b.config["model"].items() if k not in ("kind", "vocab_size")
+        }
 
 
 @pytest.mark.parametrize("name", NAMES)

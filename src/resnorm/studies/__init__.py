@@ -13,6 +13,7 @@ from resnorm.registry import Registry
 from resnorm.studies.at_init import gradients_at_init, output_change
 from resnorm.studies.common import SCALES
 from resnorm.studies.growth import curse_of_depth, peri
+from resnorm.studies.kinds import depth_seq2seq, warmup_mlm
 from resnorm.studies.skip import skip
 from resnorm.studies.stream import init_scaling, token_alignment
 from resnorm.studies.training import depth, no_norm, warmup
@@ -30,6 +31,8 @@ for _name, _fn in (
     ("curse-of-depth", curse_of_depth),
     ("no-norm", no_norm),
     ("peri", peri),
+    ("depth-seq2seq", depth_seq2seq),
+    ("warmup-mlm", warmup_mlm),
 ):
     STUDIES.register(_name)(_fn)
 
