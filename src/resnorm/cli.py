@@ -1,13 +1,18 @@
-"""The ``resnorm`` command: each subcommand is a thin call of one library function.
+"""The ``resnorm`` command: a table of subcommand name -> one library function, and one error
+handler (`main`) for all of them.
 
 Bad input (a ConfigError) prints one line naming the field and exits with status 2; a damaged
-store (a StoreError) prints one line naming the file and exits with status 1.
+store (a StoreError) prints one line naming the file, and an environment failure (disk full, a
+read-only lab: OSError, sqlite3.Error) one line saying what to do, both with status 1. Under
+``torchrun`` only rank 0 prints. ``resnorm --debug COMMAND`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
@@ -134,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnorm", description="Residual and normalization topologies of transformers."
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show its traceback (not one line)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("topologies", help="list every topology with its equation and source")
@@ -188,16 +196,34 @@ def _check_lab_paths(args: argparse.Namespace) -> None:
             check_lab(value.strip().strip("'\""), "lab")
 
 
+# What to do after an environment failure, for the commands that resume where they stopped.
+RESUMES = {"train": "it resumes from the last checkpoint"}
+
+
+def environment_message(exc: BaseException, command: str) -> str:
+    """One line for an environment failure (a started run is already marked ``failed``)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, sqlite3.Error):
+        text = f"the lab's store: {text}"
+    again = "run the same command again" + (f": {RESUMES[command]}" if command in RESUMES else "")
+    return f"{text} (disk full or not writable?); free space or fix permissions, then {again}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``resnorm ARGV``: the one place where errors become one line and an exit status."""
     args = build_parser().parse_args(argv)
     try:
         _check_lab_paths(args)
         return int(args.handler(args))
-    except ConfigError as e:
-        print(f"resnorm {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except StoreError as e:  # the environment, not the input: a damaged store
-        print(f"resnorm {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    except (ConfigError, StoreError, OSError, sqlite3.Error) as e:
+        if args.debug:
+            raise
+        if isinstance(e, ConfigError | StoreError):
+            line, status = str(e), 2 if isinstance(e, ConfigError) else 1
+        else:  # the environment, not the input
+            line, status = environment_message(e, args.command), 1
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            print(f"resnorm {args.command}: error: {line}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         return 130

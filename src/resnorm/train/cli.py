@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
-
-from resnorm.errors import ConfigError
 
 PROG = "resnorm train"
 
@@ -57,17 +54,6 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def environment_message(exc: BaseException) -> str:
-    """One line for an environment failure (a started run is already marked ``failed``)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, sqlite3.Error):
-        text = f"the lab's store: {text}"
-    return (
-        f"{text} (disk full or not writable?); free space or fix permissions, then run the same "
-        "command again: it resumes from the last checkpoint"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``resnorm train`` with parsed ``args``; returns the exit status."""
     from resnorm.config import load_config
@@ -75,27 +61,20 @@ def run(args: argparse.Namespace) -> int:
     from resnorm.train.lineage import child_config
     from resnorm.train.loop import INTERRUPTED_EXIT, train
 
-    try:
-        if getattr(args, "parent", None):
-            lab = args.lab or (load_config(args.config).lab if args.config else "lab")
-            check_lab(lab, "--lab" if args.lab else "lab")  # the parent is read from it
-            cfg = child_config(args.parent, lab, args.override, args.config)
-        else:
-            cfg = load_config(args.config, args.override)
-        if args.lab:
-            cfg = cfg.replace(lab=args.lab)
-        # The lab, wherever it came from (--lab, -o lab=, the TOML's `lab`), and this run's
-        # folders in it, before the store is opened or anything is written.
-        check_lab(cfg.lab, "--lab" if args.lab else "lab", run_ids=[cfg.run_id])
-        result = train(cfg, progress=not args.no_progress)
-    except ConfigError as e:
-        if _is_main():
-            print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, sqlite3.Error) as e:  # disk full, read-only lab: not the input's fault
-        if _is_main():
-            print(f"{PROG}: error: {environment_message(e)}", file=sys.stderr)
-        return 1
+    # Errors propagate to the CLI's one handler (resnorm.cli.main): a ConfigError is exit 2,
+    # an environment failure (disk full, read-only lab) exit 1, each one line from rank 0.
+    if getattr(args, "parent", None):
+        lab = args.lab or (load_config(args.config).lab if args.config else "lab")
+        check_lab(lab, "--lab" if args.lab else "lab")  # the parent is read from it
+        cfg = child_config(args.parent, lab, args.override, args.config)
+    else:
+        cfg = load_config(args.config, args.override)
+    if args.lab:
+        cfg = cfg.replace(lab=args.lab)
+    # The lab, wherever it came from (--lab, -o lab=, the TOML's `lab`), and this run's
+    # folders in it, before the store is opened or anything is written.
+    check_lab(cfg.lab, "--lab" if args.lab else "lab", run_ids=[cfg.run_id])
+    result = train(cfg, progress=not args.no_progress)
     if _is_main():
         where = f"{result.lab}/runs/{result.run_id}"
         if result.skipped:
@@ -110,10 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m resnorm.train.cli ...`` (the same as ``resnorm train ...``)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m resnorm.train.cli ...``: exactly ``resnorm train ...`` (the same parser and
+    the CLI's one error handler; what ``torchrun -m resnorm.train.cli`` runs)."""
+    from resnorm.cli import main as cli_main  # the entry point only: the CLI sits above train
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
