@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from resnorm.lab.estimate import (
+    TRAIN_OVERHEAD_S,
     Shape,
     format_duration,
     measured_step_time,
@@ -27,7 +28,7 @@ def _train(tmp_path: Path, steps: int, n_layers: int) -> dict[str, Any]:
     return resolve("train", tree, tmp_path)[1]
 
 
-def _linear(shape: Shape, n_layers: int) -> float:
+def _linear(shape: Shape, n_layers: float) -> float:
     return 1e-3 * n_layers * shape.batch_size  # a stand-in for the measurement
 
 
@@ -39,6 +40,17 @@ def test_the_estimate_grows_with_steps_and_depth(tmp_path: Path) -> None:
     }
     assert costs[100, 2] > costs[10, 2] and costs[100, 8] > costs[10, 8]
     assert costs[10, 8] > costs[10, 2] and costs[100, 8] > costs[100, 2]
+
+
+def test_an_encoder_decoder_costs_its_encoder_layers_plus_one_and_a_half_per_decoder_layer(
+    tmp_path: Path,
+) -> None:
+    base = _train(tmp_path, 10, 4)
+    encdec = {**base, "model": {**base["model"], "kind": "encoder_decoder"}}
+    uneven = {**encdec, "model": {**encdec["model"], "n_decoder_layers": 2}}
+    steps = run_cost("train", base, _linear) - TRAIN_OVERHEAD_S  # linear in the layers
+    assert run_cost("train", encdec, _linear) - TRAIN_OVERHEAD_S == pytest.approx(steps * 10 / 4)
+    assert run_cost("train", uneven, _linear) - TRAIN_OVERHEAD_S == pytest.approx(steps * 7 / 4)
 
 
 def test_runs_share_the_workers_and_a_study_takes_at_least_its_longest_run(

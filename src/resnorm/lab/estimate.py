@@ -7,7 +7,8 @@ Computed as follows, once per process and per model width (cached):
    and at 3 layers, on the device and with the torch threads a worker of the local executor
    would use; the fastest step of each counts. The measured batch is cut to `MEASURE_TOKENS`
    tokens and the time scaled back linearly, so a paper-sized width costs a fraction of a second.
-2. Model: a step of an ``L``-layer model takes ``t(1) + (L - 1) * (t(3) - t(1)) / 2``.
+2. Model: a step of an ``L``-layer model takes ``t(1) + (L - 1) * (t(3) - t(1)) / 2``; an
+   encoder-decoder counts its encoder layers plus 1.5 per decoder layer (`layers`).
 3. Runs: a training run costs ``steps`` steps, plus its evaluations (a forward pass is about a
    third of a step) and probes (about two steps each), plus `TRAIN_OVERHEAD_S` (data, model
    build, checkpoints, store). A ``probe`` run costs `PROBE_STEPS` steps of its model on its
@@ -54,7 +55,7 @@ class Shape:
 
 
 #: ``step_time(shape, n_layers) -> seconds``, the measured model by default.
-StepTime = Callable[[Shape, int], float]
+StepTime = Callable[[Shape, float], float]
 
 
 def run_cost(run: str, config: Mapping[str, Any], step_time: StepTime) -> float:
@@ -65,7 +66,7 @@ def run_cost(run: str, config: Mapping[str, Any], step_time: StepTime) -> float:
         evals = (steps // t["eval_every"] if t["eval_every"] else 0) + 2
         probes = steps // t["probe_every"] + 1 if t["probe_every"] else 0
         equivalent = steps + evals * t["eval_batches"] / 3 + 2 * probes
-        step = step_time(_shape(m, d["seq_len"], d["batch_size"]), m["n_layers"])
+        step = step_time(_shape(m, d["seq_len"], d["batch_size"]), layers(m))
         return TRAIN_OVERHEAD_S + equivalent * step
     if run == "probe":
         m, b = config["model"], config["batch"]
@@ -76,6 +77,20 @@ def run_cost(run: str, config: Mapping[str, Any], step_time: StepTime) -> float:
         shape = _shape(config, config.get("seq_len", 64), config.get("batch_size", 8))
         return RUN_OVERHEAD_S + step_time(shape, config["n_layers"])
     return RUN_OVERHEAD_S
+
+
+#: A decoder layer of an encoder-decoder costs about this many self-attention layers: its
+#: cross-attention is a third sublayer beside attention and the feed-forward.
+CROSS_LAYER_COST = 1.5
+
+
+def layers(model: Mapping[str, Any]) -> float:
+    """Decoder-layer equivalents of ``model``: its layers, or for an encoder-decoder its encoder
+    layers plus `CROSS_LAYER_COST` per decoder layer."""
+    n = model["n_layers"]
+    if model.get("kind", "decoder") != "encoder_decoder":
+        return n  # type: ignore[no-any-return]
+    return n + CROSS_LAYER_COST * (model.get("n_decoder_layers") or n)  # type: ignore[no-any-return]
 
 
 def study_seconds(
@@ -101,7 +116,7 @@ def _shape(model: Mapping[str, Any], seq_len: int, batch_size: int) -> Shape:
 def measured_step_time(device: str, threads: int) -> StepTime:
     """`StepTime` from measured steps on ``device`` with ``threads`` torch threads."""
 
-    def step_time(shape: Shape, n_layers: int) -> float:
+    def step_time(shape: Shape, n_layers: float) -> float:
         one = _measure(shape, 1, device, threads)
         three = _measure(shape, 3, device, threads)
         per_layer = max((three - one) / 2, 0.1 * one)  # noise must not make depth free
