@@ -57,16 +57,13 @@ def seq2seq_base(scale: str, steps: int) -> dict[str, Any]:
     and schedule, the studies' default model as an encoder-decoder."""
     quick = scale == "quick"
     base = train_base(scale, steps)
-    base["model"] = model(scale, kind="encoder_decoder")
+    vocab = 32 if quick else 256
+    base["model"] = model(scale, kind="encoder_decoder", vocab_size=vocab)  # the task's own
     base["data"] = {
         "source": "translate",
         "seq_len": 32 if quick else 64,
         "batch_size": 16 if quick else 32,
-        "params": (
-            {"vocab_size": 32, "length": 12, "window": 3}
-            if quick
-            else {"vocab_size": 256, "length": 24, "window": 3}
-        ),
+        "params": {"vocab_size": vocab, "length": 12 if quick else 24, "window": 3},
     }
     return base
 
