@@ -100,9 +100,18 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def _stack(key: str) -> str:
+    """The stack a diagnostic key belongs to: its first part (``encoder``, ``decoder``)."""
+    return key.split(".", 1)[0]
+
+
 def layer_grids(store: Store, run_id: str) -> dict[str, tuple[str, list[int], list[list[float]]]]:
-    """``probe -> (key, steps, values[layer][step])`` of every per-layer probe the run logged
-    (NaN where a layer has no finite value at a step); probes in the order first logged."""
+    """``label -> (key, steps, values[layer][step])`` of every per-layer probe the run logged
+    (NaN where a layer has no finite value at a step); probes in the order first logged.
+
+    The label is the probe's name, or ``"<probe> <stack>"`` for each stack of a run with more
+    than one (an encoder-decoder's layers are numbered per stack, so its encoder layer 0 and
+    decoder layer 0 are different layers, each with its own grid)."""
     by_probe: dict[str, dict[str, dict[tuple[int, int], list[float]]]] = {}
     for d in store.diagnostics(run_id):
         if d.layer is None or d.key is None:
@@ -111,12 +120,14 @@ def layer_grids(store: Store, run_id: str) -> dict[str, tuple[str, list[int], li
         cells[(d.layer, d.step)].append(d.value)
     out = {}
     for probe, keys in list(by_probe.items())[:MAX_PROBES]:
-        key = _layer_key(list(keys))
-        cells = keys[key]
-        steps = sorted({s for _, s in cells})
-        n_layers = max(layer for layer, _ in cells) + 1
-        grid = [[_mean(cells.get((layer, s), [])) for s in steps] for layer in range(n_layers)]
-        out[probe] = (key, steps, grid)
+        stacks = list(dict.fromkeys(_stack(k) for k in keys))
+        for stack in sorted(stacks, key=lambda s: (s != "encoder", s)):  # encoder first
+            key = _layer_key([k for k in keys if _stack(k) == stack])
+            cells = keys[key]
+            steps = sorted({s for _, s in cells})
+            n_layers = max(layer for layer, _ in cells) + 1
+            grid = [[_mean(cells.get((layer, s), [])) for s in steps] for layer in range(n_layers)]
+            out[probe if len(stacks) == 1 else f"{probe} {stack}"] = (key, steps, grid)
     return out
 
 

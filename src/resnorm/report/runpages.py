@@ -84,10 +84,23 @@ def _events(events: Sequence[Event]) -> str:
 
 def _summary(record: RunRecord) -> str:
     s = record.summary or {}
-    keys = [k for k in ("step", "loss", "val_loss", "unigram_loss", "uniform_loss", "grad_norm",
-                        "tokens_per_s") if k in s]  # fmt: skip
+    keys = [k for k in ("step", "loss", "val_loss", "val_accuracy", "val_exact_match",
+                        "unigram_loss", "uniform_loss", "grad_norm", "tokens_per_s")
+            if k in s]  # fmt: skip
     cells = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{number(s[k])}</td></tr>" for k in keys)
     return f"<table><tr><th>final</th><th>value</th></tr>{cells}</table>" if cells else ""
+
+
+def _shape(record: RunRecord) -> str:
+    """What was trained: ``4 layers`` (a decoder), ``encoder, 4 layers, mlm`` or
+    ``encoder_decoder, 4 + 6 layers, seq2seq``."""
+    model, data = record.config.get("model", {}), record.config.get("data", {})
+    kind, n = model.get("kind", "decoder"), model.get("n_layers", "?")
+    if kind == "decoder":
+        return f"{n} layers"
+    if kind == "encoder_decoder":
+        n = f"{n} + {model.get('n_decoder_layers') or n}"
+    return f"{kind}, {n} layers, {data.get('objective', '?')}"
 
 
 def run_page(
@@ -108,8 +121,8 @@ def run_page(
         f'<a href="../compare.html">compare runs</a></p>'
         f"<h1>run <code>{esc(record.run_id)}</code>"
         + (f" ({esc(record.name)})" if record.name else "")
-        + f"</h1><p class='headline'>{esc(topology(record))}, "
-        f"{esc(record.config.get('model', {}).get('n_layers', '?'))} layers, step {esc(steps)}/"
+        + f"</h1><p class='headline'>{esc(topology(record))}, {esc(_shape(record))}, "
+        f"step {esc(steps)}/"
         f"{esc(train.get('steps', '?'))} &nbsp;{_status_word(record)}</p>"
     )
     why = f'<p class="why">{esc(record.status)}: {esc(record.detail)}</p>' if record.detail else ""
