@@ -332,3 +332,23 @@ def test_a_kind_with_no_objective_for_the_source_names_data_source_and_the_fix(
         resolve("auto", kind, source)
     assert e.value.field == "data.source"
     assert "data.objective" in str(e.value) and fix in str(e.value) and repr(source) in str(e.value)
+
+
+@pytest.mark.parametrize("source", ["copy", "reverse", "sorting", "translate"])
+def test_seq2seq_reference_loss_is_what_a_prompt_blind_decoder_scores(source: str) -> None:
+    """The references count the closing SEP as free: a decoder that ignores the prompt but
+    knows its position predicts answer tokens uniformly and the SEP at position L exactly, and
+    scores exactly the uniform reference (the stuck test's yardstick)."""
+    data = build_data(DataConfig(source=source, objective="seq2seq", seq_len=16, batch_size=8,
+                                 params={"vocab_size": 12}))  # fmt: skip
+    causal = build_data(DataConfig(source=source, seq_len=16, batch_size=8,
+                                   params={"vocab_size": 12}))  # fmt: skip
+    assert data.uniform_loss == pytest.approx(causal.uniform_loss * 8 / 9)
+    assert data.unigram_loss == pytest.approx(causal.unigram_loss * 8 / 9)
+    _, labels = data.val_batches(1)[0]
+    logits = torch.full((8, 9, 12), -1e9)
+    logits[:, :8, 2:] = 0.0  # uniform over the 10 data tokens
+    logits[:, 8, 1] = 0.0  # SEP (id 1) at the end
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+    assert float(loss) == pytest.approx(data.uniform_loss, rel=1e-6)
+    assert math.log(10) * 8 / 9 == pytest.approx(data.uniform_loss)

@@ -219,7 +219,17 @@ class TaskData(Data):
     """A synthetic task: every batch freshly generated."""
 
     def __init__(self, cfg: DataConfig, task: TaskParams) -> None:
-        super().__init__(cfg, task.vocab_size, task.uniform_loss, task.unigram_loss)
+        uniform, unigram = task.uniform_loss, task.unigram_loss
+        fixed = isinstance(task, _PromptAnswerTask) and not task.variable
+        if cfg.objective == "seq2seq" and fixed:
+            assert isinstance(task, _PromptAnswerTask), "fixed implies a pair task"
+            # The decoder also predicts the SEP closing each answer, at a place its position
+            # gives away when every answer has L tokens: a model that learned nothing from the
+            # prompt pays the reference on L of the L + 1 targets only. Without this a run that
+            # learned just the SEP would not count as stuck.
+            share = task.max_target_len / (task.max_target_len + 1)
+            uniform, unigram = uniform * share, unigram * share
+        super().__init__(cfg, task.vocab_size, uniform, unigram)
         self.task = task
         self._sample: Callable[[int, torch.Generator], Batch]
         if self.objective == "seq2seq":
