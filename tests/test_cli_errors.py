@@ -70,3 +70,21 @@ def test_the_train_module_entry_is_resnorm_train(tmp_path: Path, capsys: Any) ->
     via_module = capsys.readouterr().err
     assert main(["train", *argv]) == 2
     assert capsys.readouterr().err == via_module
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "words"),
+    [
+        (["train", "-o", "-inf"], "resnorm train", "-o/--override: expected one argument"),
+        (["runs", "list", "--no-such-flag"], "resnorm", "unrecognized arguments: --no-such-flag"),
+        (["nosuch"], "resnorm", "invalid choice: 'nosuch'"),
+        ([], "resnorm", "the following arguments are required: COMMAND"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2_not_a_system_exit(
+    argv: list[str], prog: str, words: str, capsys: Any
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: ") and words in err and f"see {prog} --help" in err

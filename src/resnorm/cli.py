@@ -15,11 +15,28 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from resnorm.errors import ConfigError
 from resnorm.store.integrity import StoreError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A command line argparse refuses (an unknown flag, a flag without its value)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        self.prog = prog
+        super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, raising its usage errors to `main`'s handler instead of exiting from inside
+    (subcommand parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
 
 
 def _topologies(args: argparse.Namespace) -> int:
@@ -136,7 +153,7 @@ def _delegate(target: str) -> tuple[Callable[[argparse.ArgumentParser], None], H
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="resnorm", description="Residual and normalization topologies of transformers."
     )
     parser.add_argument(
@@ -211,7 +228,11 @@ def environment_message(exc: BaseException, command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``resnorm ARGV``: the one place where errors become one line and an exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:  # one line (argparse would print the whole usage, then exit)
+        print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
+        return 2
     try:
         _check_lab_paths(args)
         return int(args.handler(args))
