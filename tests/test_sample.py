@@ -1,4 +1,5 @@
-"""``resnorm sample``: text from a byte-level decoder; one-line errors for anything else."""
+"""``resnorm sample``: text from a byte-level decoder; one-line errors for anything else (the
+examples of an encoder-decoder run are tested in test_eval_kinds.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_sample_prints_the_prompt_and_n_bytes_and_is_seeded(
     "model, args, field",
     [
         (dict(vocab_size=37), [], "vocab_size 37"),
-        (dict(kind="encoder"), [], "needs a decoder"),
+        (dict(kind="encoder"), [], "fills in masked tokens"),
+        (dict(kind="encoder_decoder"), ["-n", "3"], "does not record the task"),
         ({}, ["-n", "100"], "max_seq_len = 64"),
         ({}, ["--top-p", "2"], "top_p"),
         ({}, ["--temperature", "-1"], "temperature"),
@@ -47,7 +49,8 @@ def test_sample_refuses_with_one_line_and_exit_2(
     capsys: pytest.CaptureFixture,
 ) -> None:
     run = _export(tmp_path, **model)
-    assert main(["sample", run, "--prompt", "hi", *args]) == 2
+    prompt = [] if model.get("kind") == "encoder_decoder" else ["--prompt", "hi"]
+    assert main(["sample", run, *prompt, *args]) == 2
     err = capsys.readouterr().err
     assert field in err and len(err.strip().splitlines()) == 1
 

@@ -74,6 +74,22 @@ def load_model(
     return build_loaded(cfg, tensors, device), cfg
 
 
+def run_config(path_or_run_id: str | Path, lab: str | Path = "lab") -> dict[str, Any] | None:
+    """The whole run config (data, training) stored with a run's newest checkpoint, as a dict;
+    None for an exported folder (resnorm's or Hugging Face's), which holds the model only.
+
+    Raises:
+        ConfigError: an unknown run, or a missing or corrupt checkpoint.
+    """
+    path = Path(path_or_run_id)
+    if (path / EXPORT_CONFIG).is_file() or (path / HF_CONFIG).is_file():
+        return None
+    folder = path if (path / "checkpoints").is_dir() else _run_folder(str(path_or_run_id), lab)
+    meta, _ = _newest_checkpoint(folder / "checkpoints")
+    config = meta.get("config")
+    return dict(config) if isinstance(config, Mapping) else None
+
+
 def build_loaded(
     cfg: ModelConfig, tensors: Mapping[str, Tensor], device: str | torch.device = "cpu"
 ) -> Transformer:
