@@ -244,7 +244,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:  # the environment, not the input
             line, status = environment_message(e, args.command), 1
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
-            print(f"resnorm {args.command}: error: {line}", file=sys.stderr)
+            print(f"{_prog(args)}: error: {line}", file=sys.stderr)
         return status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training's own handler
+        if args.command in INTERRUPTIBLE:
+            print(f"\n{_prog(args)}: interrupted; {INTERRUPTIBLE[args.command]}", file=sys.stderr)
         return 130
+
+
+#: Commands a Ctrl-C interrupts with nothing lost, and what to do next.
+INTERRUPTIBLE = {
+    "study": "run the same command again to resume",
+    "demo": "run the same command again to resume",
+    "report": "run the same command again",
+}
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """``resnorm COMMAND [VERB]``: how the user called it (``resnorm study run``)."""
+    verb = getattr(args, "verb", None)
+    return f"resnorm {args.command}" + (f" {verb}" if verb else "")

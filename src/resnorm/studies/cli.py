@@ -3,9 +3,10 @@
 They live with the studies, not in the lab: this is the one place that maps a study's name to
 its spec (`resnorm.studies.get_study`), so the lab never imports the studies that use it.
 
-Each command is a class with ``add_arguments(parser)`` and ``run(args) -> int`` (the exit
-status: 0 done, 2 bad input with the field named and nothing run, 130 interrupted: run the same
-command again to resume): `StudyList`, `StudyRun`, `StudyStatus`, `Report`, `Demo`. The module's
+Each command is a class with ``add_arguments(parser)`` and ``run(args) -> int``: `StudyList`,
+`StudyRun`, `StudyStatus`, `Report`, `Demo`. Errors become one line and an exit status in
+`resnorm.cli.main` alone (2 bad input with the field named and nothing run, 1 the environment,
+130 interrupted: run the same command again to resume). The module's
 own ``add_arguments``/``run`` are the ``study`` group (``list | run | status``), for
 ``resnorm.cli``'s delegation by module.
 """
@@ -15,15 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from resnorm.errors import ConfigError
-
-INTERRUPTED = 130
 
 
 def _lab(parser: argparse.ArgumentParser) -> None:
@@ -60,17 +58,6 @@ def _executor(args: argparse.Namespace) -> Any:
     if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= 86400):
         raise ConfigError("--ray-start-timeout", f"got {timeout}, expected 0 < seconds <= 86400")
     return make_executor(args.executor, args.workers, args.threads, args.address, timeout)
-
-
-def _guard(prog: str, fn: Callable[[], int]) -> int:
-    try:
-        return fn()
-    except ConfigError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; run the same command again to resume", file=sys.stderr)
-        return INTERRUPTED
 
 
 def verdict_table(results: Sequence[Any]) -> str:
@@ -141,37 +128,34 @@ class StudyList:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        def go() -> int:
-            from resnorm.lab.estimate import (
-                format_duration,
-                local_workers,
-                measured_step_time,
-                study_seconds,
-            )
-            from resnorm.lab.runner import plan
-            from resnorm.studies import STUDIES, get_study
+        from resnorm.lab.estimate import (
+            format_duration,
+            local_workers,
+            measured_step_time,
+            study_seconds,
+        )
+        from resnorm.lab.runner import plan
+        from resnorm.studies import STUDIES, get_study
 
-            workers, threads, device = local_workers()
-            step_time = measured_step_time(device, threads)
-            for name in STUDIES.names():
-                spec = get_study(name, args.scale)
-                runs = list({p.run_id: p for p in plan(spec, "lab")}.values())
-                kinds = Counter(p.run for p in runs)
-                seconds = study_seconds(((p.run, p.config) for p in runs), workers, step_time)
-                print(
-                    f"{name:<18} {len(runs):>4} runs  {spec.title}\n{'':<18} {spec.claim}\n"
-                    f"{'':<18} criterion: {spec.criterion_text()}\n"
-                    f"{'':<18} runs: {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}; "
-                    f"expected time {format_duration(seconds)} on this machine "
-                    f"({workers} worker{'s' if workers > 1 else ''}, {device})\n"
-                )
+        workers, threads, device = local_workers()
+        step_time = measured_step_time(device, threads)
+        for name in STUDIES.names():
+            spec = get_study(name, args.scale)
+            runs = list({p.run_id: p for p in plan(spec, "lab")}.values())
+            kinds = Counter(p.run for p in runs)
+            seconds = study_seconds(((p.run, p.config) for p in runs), workers, step_time)
             print(
-                f"Expected times are estimates ({args.scale} scale): run counts times training "
-                "step times measured just now on this machine (resnorm.lab.estimate)."
+                f"{name:<18} {len(runs):>4} runs  {spec.title}\n{'':<18} {spec.claim}\n"
+                f"{'':<18} criterion: {spec.criterion_text()}\n"
+                f"{'':<18} runs: {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}; "
+                f"expected time {format_duration(seconds)} on this machine "
+                f"({workers} worker{'s' if workers > 1 else ''}, {device})\n"
             )
-            return 0
-
-        return _guard("resnorm study list", go)
+        print(
+            f"Expected times are estimates ({args.scale} scale): run counts times training "
+            "step times measured just now on this machine (resnorm.lab.estimate)."
+        )
+        return 0
 
 
 class StudyRun:
@@ -200,15 +184,12 @@ class StudyRun:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        def go() -> int:
-            from resnorm.lab.overrides import apply_overrides, parse_overrides, parse_seeds
+        from resnorm.lab.overrides import apply_overrides, parse_overrides, parse_seeds
 
-            seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-            spec = _spec(args.study, args.scale)
-            spec = apply_overrides(spec, seeds, parse_overrides(args.override))
-            return _run_and_print([spec], args)
-
-        return _guard("resnorm study run", go)
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        spec = _spec(args.study, args.scale)
+        spec = apply_overrides(spec, seeds, parse_overrides(args.override))
+        return _run_and_print([spec], args)
 
 
 class StudyStatus:
@@ -221,34 +202,31 @@ class StudyStatus:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        def go() -> int:
-            from resnorm.lab.manifest import study_status
+        from resnorm.lab.manifest import study_status
 
-            rows = study_status(args.lab, args.studies or None)
-            if not rows:
-                print(f"no studies in {args.lab}")
-                return 0
-            cols = [
-                "done",
-                "running",
-                "pending",
-                "diverged",
-                "stuck",
-                "failed",
-                "interrupted",
-                "missing",
-            ]
-            print(f"{'study':<18} {'runs':>5} " + " ".join(f"{c:>11}" for c in cols) + "  verdict")
-            for r in rows:
-                counts = r["counts"]
-                print(
-                    f"{r['study']:<18} {r['runs']:>5} "
-                    + " ".join(f"{counts.get(c, 0):>11}" for c in cols)
-                    + f"  {r['verdict']}"
-                )
+        rows = study_status(args.lab, args.studies or None)
+        if not rows:
+            print(f"no studies in {args.lab}")
             return 0
-
-        return _guard("resnorm study status", go)
+        cols = [
+            "done",
+            "running",
+            "pending",
+            "diverged",
+            "stuck",
+            "failed",
+            "interrupted",
+            "missing",
+        ]
+        print(f"{'study':<18} {'runs':>5} " + " ".join(f"{c:>11}" for c in cols) + "  verdict")
+        for r in rows:
+            counts = r["counts"]
+            print(
+                f"{r['study']:<18} {r['runs']:>5} "
+                + " ".join(f"{counts.get(c, 0):>11}" for c in cols)
+                + f"  {r['verdict']}"
+            )
+        return 0
 
 
 class Report:
@@ -267,17 +245,14 @@ class Report:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        def go() -> int:
-            from resnorm.lab.runner import reanalyze
-            from resnorm.report import write_report
+        from resnorm.lab.runner import reanalyze
+        from resnorm.report import write_report
 
-            reanalyze(args.lab, args.studies or None)
-            runs = None if args.runs is None else args.runs.split(",")
-            index = write_report(args.lab, args.studies or None, runs)
-            print(f"report: {index}")
-            return 0
-
-        return _guard("resnorm report", go)
+        reanalyze(args.lab, args.studies or None)
+        runs = None if args.runs is None else args.runs.split(",")
+        index = write_report(args.lab, args.studies or None, runs)
+        print(f"report: {index}")
+        return 0
 
 
 class Demo:
@@ -291,12 +266,9 @@ class Demo:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        def go() -> int:
-            from resnorm.studies import demo_studies
+        from resnorm.studies import demo_studies
 
-            return _run_and_print(demo_studies(), args)
-
-        return _guard("resnorm demo", go)
+        return _run_and_print(demo_studies(), args)
 
 
 STUDY_VERBS: dict[str, Any] = {"list": StudyList, "run": StudyRun, "status": StudyStatus}
