@@ -107,36 +107,65 @@ def test_greedy_exact_match_is_teacher_forced_exact_match_sequence_by_sequence(
     assert agg["val_exact_match"] == pytest.approx(sum(greedy) / 300, abs=1e-12)
 
 
-def test_task_eval_equals_an_independent_computation(pair_run: TrainResult) -> None:
-    n = 120
-    result = evaluate(pair_run.run_id, sequences=n, lab=pair_run.lab, store=False, progress=False)
-    model = pair_run.model
-    inputs, labels = _pairs(pair_run, n)
-    with torch.no_grad():
-        logits = model(**inputs)
-    supervised = labels != IGNORE_INDEX
-    loss = F.cross_entropy(logits.flatten(0, 1).double(), labels.flatten(), reduction="mean")
-    exact = _greedy_rows(model, inputs, labels)
-    hits = 0
-    for i in range(n):  # greedy position-wise, uncached, one row at a time
-        target = labels[i][supervised[i]]
-        got = model.generate(
-            inputs["input_ids"][i : i + 1], len(target), temperature=0, start_token=1,
-            end_token=1, use_cache=False,
-        )[0, 1:]  # fmt: skip
+def _direct(model: Any, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+    """The seq2seq metrics one sequence at a time: its source without padding (no mask),
+    uncached greedy decoding, and the teacher-forced pass in float64 sums."""
+    exact = hits = correct = tokens = 0
+    loss = 0.0
+    for i in range(labels.shape[0]):
+        target = labels[i][labels[i] != IGNORE_INDEX]
+        mask = inputs.get("attention_mask")
+        src = inputs["input_ids"][i : i + 1]
+        if mask is not None:
+            src = src[:, : int(mask[i].sum())]
+        got = model.generate(src, len(target), temperature=0, start_token=1, end_token=1,
+                             use_cache=False)[0, 1:]  # fmt: skip
         got = F.pad(got, (0, len(target) - len(got)))
+        exact += int(torch.equal(got, target))
         hits += int((got == target).sum())
+        dec = torch.cat([torch.tensor([1]), target[:-1]])[None]  # SEP answer
+        with torch.no_grad():
+            logits = model(src, decoder_input_ids=dec)[0]
+        loss += float(F.cross_entropy(logits.double(), target, reduction="sum"))
+        correct += int((logits.argmax(-1) == target).sum())
+        tokens += len(target)
+    n = labels.shape[0]
+    return {"exact_match": exact / n, "token_accuracy": hits / tokens, "loss": loss / tokens,
+            "teacher_forced_accuracy": correct / tokens, "sequences": float(n),
+            "tokens": float(tokens)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def padded_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """2-digit addition: sources of 3 to 5 tokens, so the encoder pads."""
+    lab = tmp_path_factory.mktemp("padded") / "lab"
+    overrides = [*PAIR_RUN, "data.params.digits=2", "data.seq_len=8"]
+    return train(load_config(overrides=[*overrides, f'lab="{lab}"']), progress=False)
+
+
+@pytest.mark.parametrize("which", ["pair_run", "padded_run"])
+def test_task_eval_equals_an_independent_computation(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    run: TrainResult = request.getfixturevalue(which)
+    n = 120
+    result = evaluate(run.run_id, sequences=n, lab=run.lab, store=False, progress=False)
+    inputs, labels = _pairs(run, n)
+    direct = _direct(run.model, inputs, labels)
     assert result.name == "addition" and result.objective == "seq2seq"
-    assert result.metrics["sequences"] == n and result.tokens == int(supervised.sum())
-    assert result.exact_match == pytest.approx(sum(exact) / n, abs=1e-12)
-    assert result.token_accuracy == pytest.approx(hits / int(supervised.sum()), abs=1e-12)
-    assert result.loss == pytest.approx(float(loss), rel=1e-5)
-    forced = int(((logits.argmax(-1) == labels) & supervised).sum()) / int(supervised.sum())
-    assert result.metrics["teacher_forced_accuracy"] == pytest.approx(forced, abs=1e-12)
-    assert 0 < result.exact_match < result.token_accuracy < 1
+    assert result.metrics == pytest.approx(direct, rel=1e-5)
+    assert {k: result.metrics[k] for k in ("exact_match", "token_accuracy", "tokens")} == {
+        k: direct[k] for k in ("exact_match", "token_accuracy", "tokens")
+    }  # counts: exactly
+    if which == "pair_run":
+        assert 0 < result.exact_match < result.token_accuracy < 1
+    else:
+        lengths = inputs["attention_mask"].sum(dim=1)
+        assert lengths.min() < lengths.max()  # padding was exercised
+        assert 0 < result.token_accuracy < 1
     # The same n sequences whatever the batch size (the loss up to float32 summation order).
-    again = evaluate(pair_run.run_id, sequences=n, lab=pair_run.lab, batch_size=7,
-                     store=False, progress=False)  # fmt: skip
+    again = evaluate(run.run_id, sequences=n, lab=run.lab, batch_size=7, store=False,
+                     progress=False)  # fmt: skip
     assert again.metrics == pytest.approx(result.metrics, rel=1e-6)
 
 
