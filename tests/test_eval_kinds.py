@@ -247,6 +247,9 @@ def test_wrong_turns_are_one_line_errors(
     _fails(capsys, ["eval", runs["mlm"], "--lab", lab], "--data", "masked LM")
     _fails(capsys, ["eval", runs["mlm"], "--lab", lab, "--data", held, "--sequences", "5"],
            "--sequences", "use --data")  # fmt: skip
+    two = tmp / "two.txt"
+    two.write_bytes(b"ab")  # MASK_SEED's first two draws are 0.4963 and 0.7682 > 0.15
+    _fails(capsys, ["eval", runs["mlm"], "--lab", lab, "--data", str(two)], "chose none")
     _fails(capsys, ["sample", runs["mlm"], "--lab", lab], "fills in masked tokens", "resnorm eval")
     _fails(capsys, ["sample", runs["span_corruption"], "--lab", lab], "span", "resnorm eval")
 

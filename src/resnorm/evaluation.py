@@ -317,7 +317,7 @@ def evaluate(
             are the run's own ``val_*``); a run without a checkpoint.
     """
     from resnorm.config import RunConfig
-    from resnorm.data import load_text
+    from resnorm.data import IGNORE_INDEX, load_text
     from resnorm.runs import find_run, open_lab
     from resnorm.store import Store
 
@@ -366,6 +366,12 @@ def evaluate(
             )
         stream = torch.frombuffer(bytearray(corpus.data), dtype=torch.uint8)
         pieces = text_pieces(stream, cfg.data.seq_len, objective)
+        if not any(bool((y != IGNORE_INDEX).any()) for _, y in pieces):
+            raise ConfigError(
+                "--data",
+                f"{str(data)!r} ({len(corpus.data)} bytes): the masking chose none of its "
+                f"bytes (15% on average): give more text",
+            )
         label = name or Path(data).name or str(data)
         manifest = corpus.manifest()
         unit = "window"
@@ -396,12 +402,6 @@ def evaluate(
             bar.update(y.shape[0])
     finally:
         bar.close()
-    if sums.tokens == 0:
-        raise ConfigError(
-            "--data",
-            f"{str(data)!r} ({len(pieces)} window(s)): the masking chose none of its bytes "
-            f"(15% on average): give more text",
-        )
     metrics = _metrics(objective, sums)
     result = EvalResult(rid, label, step, objective, metrics, manifest)
     if store:
