@@ -150,6 +150,7 @@ def test_resnorm_train_trains_each_kind_in_a_subprocess(
     assert f"{record.summary['val_loss']:.4g}"[:4] in line
     for name in metrics:
         assert math.isfinite(record.summary[name])
+        assert f"{name} {record.summary[name]:.4f}" in line  # the objective's own metrics
     assert record.config["model"]["kind"] == overrides[0].split("=")[1]
 
 

@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         if result.skipped:
             print(f"run {result.run_id} is already {result.status}; nothing to do ({where})")
         else:
-            shown = {k: result.metrics[k] for k in ("loss", "val_loss") if k in result.metrics}
+            # Accuracy for the objectives whose loss alone says little (masked positions,
+            # answers); exact match wherever the data has answers (the synthetic tasks).
+            names = ["loss", "val_loss", "val_exact_match"]
+            if cfg.data.objective != "causal_lm":
+                names.insert(2, "val_accuracy")
+            shown = {k: result.metrics[k] for k in names if k in result.metrics}
             numbers = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
             print(f"run {result.run_id} {result.status} at step {result.step}: {numbers} ({where})")
         if result.detail:
