@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live with the library function they call.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "resnorm.train.cli", "train one run (resumes an interrupted one)"),
-    ("sample", "resnorm.generate", "text sampled from a byte-level decoder run"),
-    ("eval", "resnorm.evaluation", "a run's loss, bits per byte and perplexity on held-out text"),
+    ("sample", "resnorm.generate", "text from a byte-level decoder; examples of a seq2seq run"),
+    ("eval", "resnorm.evaluation", "a run's held-out metrics for its objective"),
     ("runs", "resnorm.runs", "the runs of a lab: list | show RUN"),
     ("export", "resnorm.interop.cli", "a run as a Hugging Face folder (--hf DIR)"),
     ("study", "resnorm.studies.cli", "built-in and user studies: list | run NAME | status"),
