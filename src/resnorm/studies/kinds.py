@@ -197,11 +197,12 @@ def depth_seq2seq(scale: str = "quick") -> StudySpec:
             },
             {
                 "type": "curves",
-                "metric": "val_exact_match",
+                "metric": "val_accuracy",
                 "where": cell,
                 "series": "model.topology",
-                "title": f"Validation exact match (whole answers right) at {stacks}",
-                "caption": "Teacher-forced exact match, which equals greedy decoding's.",
+                "title": f"Validation token accuracy (teacher-forced) at {stacks}",
+                "caption": "The share of target tokens predicted; whole-answer exact match (equal "
+                "to greedy decoding's) is logged as val_exact_match.",
             },
         ),
         notes=f"{steps} steps, no warmup, lr 1e-3, cosine decay, AdamW(0.9, 0.98), grad "
