@@ -59,6 +59,8 @@ def test_a_variant_takes_its_topologys_colour_with_another_line_style() -> None:
     assert warm.color == plain.color and (warm.ls, warm.marker) != (plain.ls, plain.marker)
     other = style("post_ln, init=xavier")
     assert other.color == plain.color and other not in (plain, warm)
+    # Bars have no line style: a variant's bars are hatched, each variant differently.
+    assert plain.hatch is None and warm.hatch and other.hatch and warm.hatch != other.hatch
     path = style("attention+skip")
     assert path.color in OTHER_PALETTE and Styler()("attention+skip") == path
     assert style("attention only").color != path.color

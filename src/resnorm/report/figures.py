@@ -212,7 +212,8 @@ def _clip_divergence(ax: Any, rows: Sequence[Row], bottom: float | None = None) 
 
 def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 90) -> bytes:
     """Grouped bars: seed mean of ``value`` per ``x`` group and series, min..max whiskers. Bars
-    of a topology take its colour (the series', or the group's when there is no series)."""
+    of a topology take its colour (the series', or the group's when there is no series); a
+    variant of it (``post_ln, warmup 500``) is hatched as well."""
     series_keys = keys_of(spec.get("series"))
     groups = order(rows, [spec["x"]])
     names = order(rows, series_keys)
@@ -232,11 +233,14 @@ def bars(spec: Mapping[str, Any], rows: Sequence[Row], store: Any, dpi: float = 
                 continue
             mean = statistics.fmean(values)
             by_group = not series_keys and topology_of(g) is not None
+            style = styler(g if by_group else name)
             ax.bar(
                 gi + i * bar,
                 mean,
                 bar,
-                color=styler(g if by_group else name).color,
+                color=style.color,
+                hatch=style.hatch,
+                edgecolor="white" if style.hatch else None,
                 yerr=[[mean - min(values)], [max(values) - mean]],
                 capsize=2,
                 label=None if by_group or not name or gi else name,

@@ -34,9 +34,11 @@ OTHER_PALETTE: tuple[str, ...] = (
     *("#b8850a", "#006374"),
 )
 
-#: Line styles and markers of a topology's variants (the plain topology is solid with "o").
+#: Line styles, markers and bar hatches of a topology's variants (the plain topology is solid
+#: with "o" and unhatched bars): a bar has no line style, so its variants differ by hatch.
 VARIANT_LINES: tuple[str, ...] = ("--", "-.", ":", "--", "-.", ":")
 VARIANT_MARKERS: tuple[str, ...] = ("s", "^", "D", "v", "P", "X")
+VARIANT_HATCHES: tuple[str, ...] = ("//", "..", "xx", "\\\\", "oo", "++")
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 
@@ -82,6 +84,7 @@ class Style:
     color: str
     ls: str = "-"
     marker: str = "o"
+    hatch: str | None = None
 
 
 class Styler:
@@ -102,7 +105,12 @@ class Styler:
             color, n = topology_color(topo), len(VARIANT_LINES)
             start = _hash(label) % n
             options = [
-                Style(color, VARIANT_LINES[(start + i) % n], VARIANT_MARKERS[(start + i) % n])
+                Style(
+                    color,
+                    VARIANT_LINES[(start + i) % n],
+                    VARIANT_MARKERS[(start + i) % n],
+                    VARIANT_HATCHES[(start + i) % n],
+                )
                 for i in range(n)
             ]
             style = next((s for s in options if s not in used), options[0])
