@@ -40,6 +40,23 @@ def test_an_environment_failure_in_any_command_is_one_line_and_exit_1(
     assert "disk full or not writable?" in err and "resumes" not in err  # export does not resume
 
 
+def _half_written(tensors: Any, path: str, **kwargs: Any) -> None:
+    Path(path).write_bytes(b"the first bytes")  # the disk fills up part way through the file
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_export_leaves_no_partial_folder(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder export made is removed; an empty one it was given is left empty."""
+    monkeypatch.setattr(export, "save_file", _half_written)
+    assert main(["export", str(exported), "--hf", str(tmp_path / "new" / "hf")]) == 1
+    assert not (tmp_path / "new" / "hf").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(exported), "--hf", str(tmp_path / "empty")]) == 1
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+
+
 def test_debug_shows_the_traceback_instead(
     exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:

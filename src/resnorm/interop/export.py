@@ -17,6 +17,9 @@ sends the model to the second form, and the reason names that field.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,12 +96,32 @@ def to_hf(
     except ConfigError as err:
         if strict:
             raise
-        prepare(folder)
-        write_resnorm(model, cfg, folder, str(err))
+        with _fresh(folder):
+            write_resnorm(model, cfg, folder, str(err))
         return Export(folder, None, None, str(err))
-    prepare(folder)
-    write_hf(family, model.state_dict(), cfg, folder)
+    with _fresh(folder):
+        write_hf(family, model.state_dict(), cfg, folder)
     return Export(folder, family.architecture, family.auto_class, None)
+
+
+@contextmanager
+def _fresh(folder: Path) -> Iterator[None]:
+    """`prepare` ``folder``, and if the writes inside fail (a full disk), leave it as it was:
+    removed when this made it, emptied when it was an empty folder."""
+    existed = folder.exists()
+    prepare(folder)
+    try:
+        yield
+    except BaseException:
+        if existed:
+            for child in folder.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def check_out_dir(folder: Path, field: str = "out_dir") -> None:
