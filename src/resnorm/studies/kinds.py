@@ -29,12 +29,10 @@ from resnorm.studies.common import (
     model,
     seeds,
     study,
-    topo,
     train_base,
-    variants,
     where,
 )
-from resnorm.studies.training import FAILS
+from resnorm.studies.training import FAILS, warmup_arms
 
 SEQ2SEQ_TOPOLOGIES = ["post_ln", "pre_ln", "deepnorm", "admin"]
 
@@ -250,21 +248,7 @@ def warmup_mlm(scale: str = "quick") -> StudySpec:
     steps, warm, n = (600, 500, 12) if quick else (4000, 1000, 12)
     lrs = [1e-3, 3e-3] if quick else [5e-4, 1e-3, 2e-3]
     lr = 1e-3
-    kinds = variants(
-        {**topo("post_ln", "post_ln, no warmup"), "train.warmup_steps": 0},
-        {**topo("post_ln", f"post_ln, warmup {warm}"), "train.warmup_steps": warm},
-        {**topo("pre_ln", "pre_ln, no warmup"), "train.warmup_steps": 0},
-    )
-    q: dict[str, dict[str, Any]] = {}
-    for key, label in (
-        ("post0", "post_ln, no warmup"),
-        ("postw", f"post_ln, warmup {warm}"),
-        ("pre0", "pre_ln, no warmup"),
-    ):
-        q[key] = {"of": "final_loss", "where": where(label=label, train__lr=lr)}
-    q["warmup_gain"] = {"expr": "post0 - postw"}
-    q["pre_gain"] = {"expr": "post0 - pre0"}
-    q["pre_vs_warm"] = {"expr": "postw - pre0"}
+    kinds, q = warmup_arms(warm, lr)
     sec = "Sec. 4.2 and Fig. 3 (BERT pre-training: validation loss of Post-LN and Pre-LN BERT)"
     return study(
         name="warmup-mlm",

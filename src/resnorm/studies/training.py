@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnorm.lab.spec import Part, StudySpec, grid
+from resnorm.lab.spec import Axis, Part, StudySpec, grid
 from resnorm.studies.common import (
     SHARED_DEPARTURES,
     check_scale,
@@ -187,6 +187,27 @@ def depth(scale: str = "quick", small: bool = False) -> StudySpec:
     )
 
 
+def warmup_arms(warm: int, lr: float) -> tuple[Axis, dict[str, dict[str, Any]]]:
+    """Xiong et al.'s three arms, as an axis of variants: post_ln without warmup, post_ln with
+    ``warm`` warmup steps, pre_ln without; and their final losses at ``lr`` (``post0``,
+    ``postw``, ``pre0``) with the gaps the claim is about: ``warmup_gain`` (post0 - postw),
+    ``pre_gain`` (post0 - pre0) and ``pre_vs_warm`` (postw - pre0)."""
+    arms = (
+        ("post0", "post_ln", "post_ln, no warmup", 0),
+        ("postw", "post_ln", f"post_ln, warmup {warm}", warm),
+        ("pre0", "pre_ln", "pre_ln, no warmup", 0),
+    )
+    kinds = variants(*({**topo(t, label), "train.warmup_steps": w} for _, t, label, w in arms))
+    q: dict[str, dict[str, Any]] = {
+        key: {"of": "final_loss", "where": where(label=label, train__lr=lr)}
+        for key, _, label, _ in arms
+    }
+    q["warmup_gain"] = {"expr": "post0 - postw"}
+    q["pre_gain"] = {"expr": "post0 - pre0"}
+    q["pre_vs_warm"] = {"expr": "postw - pre0"}
+    return kinds, q
+
+
 def warmup(scale: str = "quick") -> StudySpec:
     """Xiong et al. 2020: Post-LN needs learning-rate warmup, Pre-LN does not."""
     check_scale(scale)
@@ -194,20 +215,7 @@ def warmup(scale: str = "quick") -> StudySpec:
     steps, warm, n = (600, 500, 12) if quick else (4000, 1000, 12)
     lrs = [1e-3, 3e-3] if quick else [5e-4, 1e-3, 2e-3]
     lr = 1e-3  # the larger of the paper's two Adam learning rates
-    kinds = variants(
-        {**topo("post_ln", "post_ln, no warmup"), "train.warmup_steps": 0},
-        {**topo("post_ln", f"post_ln, warmup {warm}"), "train.warmup_steps": warm},
-        {**topo("pre_ln", "pre_ln, no warmup"), "train.warmup_steps": 0},
-    )
-    q: dict[str, dict] = {}
-    for key, label in (
-        ("post0", "post_ln, no warmup"),
-        ("postw", f"post_ln, warmup {warm}"),
-        ("pre0", "pre_ln, no warmup"),
-    ):
-        q[key] = {"of": "final_loss", "where": where(label=label, train__lr=lr)}
-    q["warmup_gain"] = {"expr": "post0 - postw"}
-    q["pre_gain"] = {"expr": "post0 - pre0"}
+    kinds, q = warmup_arms(warm, lr)
     fig = "Fig. 1-2 (IWSLT14 De-En, Adam lr 5e-4 / 1e-3, warmup 0 / 500 / 4000)"
     return study(
         name="warmup",
