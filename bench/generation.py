@@ -26,71 +26,55 @@ SOURCE = 128  # an encoder-decoder's source tokens, and the tokens it decodes
 
 
 def generation(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
-    """Tokens per second, cached vs uncached, greedy from a ``PROMPT``-token prompt."""
+    """Tokens per second, cached vs uncached, greedy from a ``PROMPT``-token prompt, and the
+    same for an encoder-decoder decoding from a ``SOURCE``-token source."""
     w = REFERENCE
-    torch.manual_seed(0)
-    model = build_model(w.model_config()).eval()
     new = o.n(w.seq_len - PROMPT, 64)
     prompt = torch.randint(0, w.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(0))
-    outputs: dict[str, torch.Tensor] = {}
-
-    def unit(use_cache: bool) -> Any:
-        def run() -> None:
-            key = "cached" if use_cache else "uncached"
-            outputs[key] = model.generate(prompt, new, temperature=0, use_cache=use_cache)
-
-        return run
-
-    units = {"cached": unit(True), "uncached": unit(False)}
-    rounds = o.n(3, 1)
-    log(f"generation: {PROMPT} + {new} tokens, {rounds} rounds")
-    times = interleaved(units, rounds=rounds, warmup=1, waiter=waiter, label="generation")
-    assert torch.equal(outputs["cached"], outputs["uncached"]), "cached tokens differ"
-    rows = {}
-    for name, series in times.items():
-        s = summarize(series)
-        rows[name] = {**s, "tokens_per_s": new / s["median_s"]}
+    log(f"generation: {PROMPT} + {new} tokens")
+    decoder = _cached_vs_uncached(o, waiter, w.model_config(), prompt, new, "generation")
+    new_s2s = o.n(SOURCE, 32)
+    source = torch.randint(1, w.vocab_size, (1, SOURCE), generator=torch.Generator().manual_seed(0))
+    log(f"generation (encoder-decoder): {SOURCE} source + {new_s2s} new tokens")
+    seq2seq = _cached_vs_uncached(
+        o, waiter, w.model_config(kind="encoder_decoder"), source, new_s2s, "seq2seq generation",
+        start_token=0,
+    )  # fmt: skip
     return {
         "workload": asdict(w),
         "prompt_tokens": PROMPT,
         "new_tokens": new,
-        "modes": rows,
-        "speedup": ratios(times["uncached"], times["cached"]),
-        "encoder_decoder": _seq2seq(o, waiter),
+        **decoder,
+        "encoder_decoder": {
+            "source_tokens": SOURCE,
+            "new_tokens": new_s2s,
+            "layers": [w.n_layers, w.n_layers],
+            **seq2seq,
+        },
     }
 
 
-def _seq2seq(o: Options, waiter: IdleWaiter) -> dict[str, Any]:
-    """Cached vs uncached greedy decoding of an encoder-decoder (see the module docstring)."""
-    w = REFERENCE
+def _cached_vs_uncached(
+    o: Options, waiter: IdleWaiter, cfg: Any, ids: torch.Tensor, new: int, label: str, **kw: Any
+) -> dict[str, Any]:
+    """``modes`` (tokens/s and times of each) and the ``speedup`` of greedy generation with the
+    KV cache over recomputing, interleaved round by round; the tokens are checked equal."""
     torch.manual_seed(0)
-    model = build_model(w.model_config(kind="encoder_decoder")).eval()
-    new = o.n(SOURCE, 32)
-    source = torch.randint(1, w.vocab_size, (1, SOURCE), generator=torch.Generator().manual_seed(0))
+    model = build_model(cfg).eval()
     outputs: dict[str, torch.Tensor] = {}
 
     def unit(use_cache: bool) -> Any:
         def run() -> None:
             key = "cached" if use_cache else "uncached"
-            outputs[key] = model.generate(
-                source, new, temperature=0, use_cache=use_cache, start_token=0
-            )
+            outputs[key] = model.generate(ids, new, temperature=0, use_cache=use_cache, **kw)
 
         return run
 
     units = {"cached": unit(True), "uncached": unit(False)}
-    rounds = o.n(3, 1)
-    log(f"generation (encoder-decoder): {SOURCE} source + {new} new tokens, {rounds} rounds")
-    times = interleaved(units, rounds=rounds, warmup=1, waiter=waiter, label="seq2seq generation")
-    assert torch.equal(outputs["cached"], outputs["uncached"]), "cached tokens differ"
-    rows = {}
+    times = interleaved(units, rounds=o.n(3, 1), warmup=1, waiter=waiter, label=label)
+    assert torch.equal(outputs["cached"], outputs["uncached"]), f"{label}: cached tokens differ"
+    modes = {}
     for name, series in times.items():
         s = summarize(series)
-        rows[name] = {**s, "tokens_per_s": new / s["median_s"]}
-    return {
-        "source_tokens": SOURCE,
-        "new_tokens": new,
-        "layers": [w.n_layers, w.n_layers],
-        "modes": rows,
-        "speedup": ratios(times["uncached"], times["cached"]),
-    }
+        modes[name] = {**s, "tokens_per_s": new / s["median_s"]}
+    return {"modes": modes, "speedup": ratios(times["uncached"], times["cached"])}
