@@ -162,8 +162,11 @@ def test_resnorm_train_trains_each_kind_in_a_subprocess(
      (["model.kind=encoder", "model.vocab_size=257", "data.source=reverse"], "data.source",
       "data.objective 'mlm'"),
      (["model.kind=encoder", "data.source=reverse", "data.objective=seq2seq"], "data.objective",
-      "takes: mlm")],
-    ids=["encoder-vocab", "span-vocab", "seq2seq-on-text", "encoder-on-task", "wrong-objective"],
+      "takes: mlm"),
+     (["model.kind=encoder_decoder", "data.source=reverse", "model.vocab_size=16",
+       "data.params.vocab_size=32"], "model.vocab_size", "vocabulary, 32: set")],
+    ids=["encoder-vocab", "span-vocab", "seq2seq-on-text", "encoder-on-task", "wrong-objective",
+         "task-vocab"],
 )  # fmt: skip
 def test_a_kind_that_does_not_fit_is_one_line_and_exit_2_naming_the_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], field: str, fix: str
@@ -174,3 +177,5 @@ def test_a_kind_that_does_not_fit_is_one_line_and_exit_2_naming_the_fix(
     assert len(err) == 1, err
     assert field in err[0] and fix in err[0], err[0]
     assert "Traceback" not in err[0]
+    # Only the text objectives add tokens to the bytes; a task's vocabulary is its own.
+    assert ("256 bytes" in err[0]) == ("257" in fix or "259" in fix), err[0]

@@ -192,18 +192,18 @@ class Data:
             "unigram_loss": self.unigram_loss,
             "torch": torch.__version__,  # the generators' streams are torch's
             **self._describe(),
-            **(objectives.describe(self.objective, self.cfg.seq_len) if self.text_like else {}),
+            # A causal run records none: its manifest predates objectives.
+            **(
+                objectives.describe(self.objective, self.cfg.seq_len)
+                if self.objective != "causal_lm"
+                else {}
+            ),
         }
 
     @property
     def objective(self) -> str:
         """The concrete objective (``auto`` means a decoder's: ``causal_lm``)."""
         return objectives.resolve(self.cfg.objective, "decoder", self.cfg.source)
-
-    @property
-    def text_like(self) -> bool:
-        """Whether the batches are not plain next-token ones (the objective is recorded)."""
-        return self.objective != "causal_lm"
 
     def _train_sample(self, generator: torch.Generator, batch_size: int) -> Batch:
         raise NotImplementedError

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from resnorm.config import RunConfig
-from resnorm.data import IGNORE_INDEX, Data, TaskData, build_data
+from resnorm.data import IGNORE_INDEX, Data, TaskData, build_data, objectives
 from resnorm.data.batch import Batch, batch_chunks, batch_to, call_model
 from resnorm.diagnostics.gradients import total_grad_norm
 from resnorm.errors import ConfigError
@@ -203,7 +203,9 @@ def _train(cfg: RunConfig, world: World, store: Any, progress: bool, summary: bo
     data = build_data(cfg.data)
     if data.vocab_size > cfg.model.vocab_size:
         extra = (
-            f" (256 bytes + the {data.objective} objective's own tokens)" if data.text_like else ""
+            f" (256 bytes + the {data.objective} objective's own tokens)"
+            if data.objective in objectives.TEXT_OBJECTIVES
+            else ""
         )
         raise ConfigError(
             "model.vocab_size",
